@@ -1,0 +1,1 @@
+"""RLHF in miniature: the InstructGPT recipe on small GPT-2 models."""

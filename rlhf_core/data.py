@@ -1,0 +1,56 @@
+"""Loading the mini world's splits (data/<split>.jsonl) as `datasets.Dataset`s, with clear errors."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .world import DATA_DIR, SPLITS
+
+COLUMNS = {
+    "pretrain": ("text",),
+    "sft": ("prompt", "response", "family"),
+    "rm": ("prompt", "family"),
+    "ppo": ("prompt", "family"),
+    "eval": ("prompt", "family"),
+}
+_REGENERATE = "Regenerate the data with `python -m rlhf_core.world --out data`."
+
+
+def read_jsonl(path: str | Path, required: tuple[str, ...] = ()) -> list[dict]:
+    """Records of a JSONL file; a malformed line raises ValueError naming the file and the line."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist. {_REGENERATE}")
+    records = []
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise ValueError(f"{path}, line {number}: not valid JSON ({error.msg}). {_REGENERATE}") from None
+            if not isinstance(record, dict):
+                raise ValueError(f"{path}, line {number}: expected a JSON object, got {type(record).__name__}. "
+                                 f"{_REGENERATE}")
+            missing = [c for c in required if not isinstance(record.get(c), str)]
+            if missing:
+                raise ValueError(f"{path}, line {number}: missing text field(s) {missing}. {_REGENERATE}")
+            records.append(record)
+    if not records:
+        raise ValueError(f"{path} holds no records. {_REGENERATE}")
+    return records
+
+
+def load_split(name: str, data_dir: str | Path = DATA_DIR):
+    """The split `name` ("pretrain", "sft", "rm", "ppo" or "eval") as a `datasets.Dataset`.
+
+    Every split but "pretrain" has a "prompt" column with the exact text the model is given (and "family",
+    the kind of instruction); "sft" adds "response"; "pretrain" has "text".
+    """
+    from datasets import Dataset
+
+    if name not in SPLITS:
+        raise ValueError(f"unknown split {name!r}; choose one of {', '.join(SPLITS)}")
+    records = read_jsonl(Path(data_dir) / f"{name}.jsonl", required=COLUMNS[name])
+    return Dataset.from_list(records)

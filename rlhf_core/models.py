@@ -1,0 +1,129 @@
+"""Models and tokenizers: the shipped GPT-2-architecture base models, and real GPT-2 where it can be had.
+
+    model, tokenizer = load_base("tiny")        # ~1M parameters, shipped in data/base-tiny
+    model, tokenizer = load_base("small")       # ~4M parameters, shipped in data/base-small
+    model, tokenizer = load_base("gpt2")        # the real 124M GPT-2: needs the Hugging Face hub or its cache
+    model, tokenizer = load_base("path/to/dir") # anything save_pretrained wrote
+
+Every model is a transformers `GPT2LMHeadModel`; every tokenizer pads with its own pad token (never EOS) on
+the left, so a batch of prompts ends where the response begins ("N implementation details of RLHF").
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from .world import DATA_DIR
+
+EOS_TOKEN = "<|endoftext|>"  # also BOS: GPT-2's convention
+PAD_TOKEN = "<|pad|>"
+SHIPPED = {"tiny": DATA_DIR / "base-tiny", "small": DATA_DIR / "base-small"}
+HUB_MODELS = ("gpt2", "distilgpt2", "gpt2-medium", "gpt2-large", "gpt2-xl")
+
+
+def build_tokenizer(texts, vocab_size: int = 1024):
+    """Train a byte-level BPE tokenizer (GPT-2's kind) on `texts`, wrapped as a transformers tokenizer."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[EOS_TOKEN, PAD_TOKEN],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    bpe.train_from_iterator(texts, trainer=trainer)
+    return wrap_tokenizer(bpe)
+
+
+def wrap_tokenizer(bpe):
+    from transformers import PreTrainedTokenizerFast
+
+    return PreTrainedTokenizerFast(tokenizer_object=bpe, bos_token=EOS_TOKEN, eos_token=EOS_TOKEN,
+                                   pad_token=PAD_TOKEN, padding_side="left", model_max_length=256)
+
+
+def gpt2_config(tokenizer, n_layer: int = 4, n_embd: int = 128, n_head: int = 4, n_positions: int = 256,
+                dropout: float = 0.0):
+    """A small GPT2Config with the special token ids set explicitly (transformers 5 needs them)."""
+    from transformers import GPT2Config
+
+    return GPT2Config(
+        vocab_size=len(tokenizer), n_positions=n_positions, n_embd=n_embd, n_layer=n_layer, n_head=n_head,
+        resid_pdrop=dropout, embd_pdrop=dropout, attn_pdrop=dropout,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+
+
+def new_model(config, attn_implementation: str = "sdpa"):
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_config(config, attn_implementation=attn_implementation)
+
+
+def count_parameters(model) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+class OfflineError(RuntimeError):
+    """A model had to come from the Hugging Face hub, and the hub could not be reached."""
+
+
+def _offline_message(name: str, error: Exception) -> str:
+    return (f"Could not load {name!r}: the Hugging Face hub is not reachable from here and {name!r} is not in "
+            f"the local cache ({type(error).__name__}). Use the course's shipped models instead: "
+            f"load_base('tiny') or load_base('small') — or, on a machine with internet, run "
+            f"load_base({name!r}) once to fill the cache, or pass a local folder that save_pretrained wrote.")
+
+
+def load_base(name: str = "tiny", attn_implementation: str = "sdpa"):
+    """(model, tokenizer) for "tiny", "small", a local folder, or a hub name such as "gpt2"/"distilgpt2".
+
+    The model comes back in eval mode (switch to train() to train it). A hub name that cannot be fetched
+    raises OfflineError with a message that says how to use the shipped models instead.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    source = SHIPPED.get(name, name)
+    is_local = Path(source).exists()
+    if name in SHIPPED and not is_local:
+        raise FileNotFoundError(f"The shipped base model {name!r} is missing from {source}. "
+                                f"Restore it with `git checkout -- {Path(source).relative_to(DATA_DIR.parent)}` "
+                                f"or rebuild it with `python -m rlhf_core.pretrain --model {name}`.")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source)
+        model = AutoModelForCausalLM.from_pretrained(source, attn_implementation=attn_implementation,
+                                                     dtype=torch.float32)
+    except OSError as error:  # transformers turns hub and cache misses into OSError subclasses
+        if is_local:
+            raise FileNotFoundError(f"{source} is not a complete checkpoint ({error}). Point load_base at a "
+                                    "folder that save_pretrained wrote.") from None
+        raise OfflineError(_offline_message(name, error)) from None
+    if tokenizer.pad_token is None or tokenizer.pad_token_id == tokenizer.eos_token_id:
+        # GPT-2 ships without a pad token; reusing EOS would mask real EOS tokens, so add a distinct one.
+        tokenizer.add_special_tokens({"pad_token": PAD_TOKEN})
+        model.resize_token_embeddings(len(tokenizer))
+    tokenizer.padding_side = "left"
+    model.config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    return model.eval(), tokenizer
+
+
+def save_checkpoint(model, tokenizer, out_dir: str | Path) -> Path:
+    """save_pretrained (safetensors) for model and tokenizer, atomically: a temp folder, then rename."""
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}."))
+    try:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        os.replace(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out_dir

@@ -1,0 +1,251 @@
+"""Tests for rlhf_core.sequences: log-probs, padding, sampling with the KV cache, EOS handling."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import AutoModelForCausalLM, GPT2Config, PreTrainedTokenizerFast
+
+from rlhf_core.sequences import (
+    Rollout,
+    decode_responses,
+    forward_response,
+    generate,
+    logprobs_from_logits,
+    position_ids_from_mask,
+    response_logprobs,
+    tokenize_prompts,
+    tokenize_responses,
+)
+
+SENTENCES = [
+    "Human: What colour is a banana?\nAssistant: A banana is yellow.",
+    "Human: Name a fruit.\nAssistant: An apple is a fruit.",
+    "Human: How many legs does a cat have?\nAssistant: A cat has four legs.",
+    "Human: Say hello.\nAssistant: Hello there!",
+    "Human: What is the sky like today?\nAssistant: The sky is blue and clear.",
+    "Human: Tell me a short story.\nAssistant: Once upon a time a dog found a bone.",
+] * 4
+PROMPTS = [
+    "Human: What colour is a banana?\nAssistant:",
+    "Human: Hi\nAssistant:",
+    "Human: Tell me a short story about a cat.\nAssistant:",
+    "Human: Say hello.\nAssistant:",
+]
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    """A byte-level BPE trained on a few sentences; pad is its own token, eos = bos."""
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=400, special_tokens=["<|endoftext|>", "<|pad|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False,
+    )
+    bpe.train_from_iterator(SENTENCES, trainer)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=bpe, bos_token="<|endoftext|>", eos_token="<|endoftext|>",
+        pad_token="<|pad|>", padding_side="left",
+    )
+
+
+def tiny_model(tokenizer, seed=0):
+    torch.manual_seed(seed)
+    cfg = GPT2Config(
+        n_layer=2, n_embd=64, n_head=4, vocab_size=len(tokenizer), n_positions=128,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+    )
+    return AutoModelForCausalLM.from_config(cfg, attn_implementation="sdpa").eval()
+
+
+@pytest.fixture(scope="module")
+def model(tokenizer):
+    return tiny_model(tokenizer)
+
+
+def eos_biased_model(tokenizer, eos_bias):
+    """A model whose EOS logit gets +eos_bias (GPT-2's LM head has no bias, so a hook adds one)."""
+    model = tiny_model(tokenizer, seed=1)
+    bias = torch.zeros(len(tokenizer))
+    bias[tokenizer.eos_token_id] = eos_bias
+    model.lm_head.register_forward_hook(lambda module, inputs, logits: logits + bias)
+    return model
+
+
+def test_position_ids_from_mask():
+    mask = torch.tensor([[0, 0, 1, 1, 1], [1, 1, 1, 0, 0], [0, 1, 1, 1, 0]])
+    expected = torch.tensor([[0, 0, 0, 1, 2], [0, 1, 2, 2, 2], [0, 0, 1, 2, 2]])
+    assert torch.equal(position_ids_from_mask(mask), expected)
+    assert torch.equal(position_ids_from_mask(mask.bool()), expected)
+
+
+def test_tokenize_prompts_left_pads(tokenizer):
+    query_ids, query_mask = tokenize_prompts(tokenizer, PROMPTS)
+    assert query_mask.dtype == torch.bool and query_ids.shape == query_mask.shape
+    assert query_mask[:, -1].all()  # every prompt ends at the last column
+    assert (query_ids[~query_mask] == tokenizer.pad_token_id).all()
+    for row, prompt in enumerate(PROMPTS):  # no BOS/EOS added: the prompt is exactly its text
+        assert query_ids[row][query_mask[row]].tolist() == tokenizer(prompt, add_special_tokens=False)["input_ids"]
+
+
+def test_tokenize_and_decode_responses_round_trip(tokenizer):
+    texts = ["A banana is yellow.", "Hi", "Once upon a time a dog found a bone."]
+    response_ids, response_mask = tokenize_responses(tokenizer, texts)
+    lengths = response_mask.sum(-1)
+    assert (response_ids[torch.arange(3), lengths - 1] == tokenizer.eos_token_id).all()  # EOS appended
+    assert (response_ids[~response_mask] == tokenizer.pad_token_id).all()
+    assert decode_responses(tokenizer, response_ids, response_mask) == texts
+
+
+def test_logprobs_agree_with_model_cross_entropy(model, tokenizer):
+    """Unpadded rows: the mean of -logprobs over response tokens is the model's own `labels=` loss."""
+    torch.manual_seed(0)
+    B, P, T = 3, 5, 7
+    query_ids = torch.randint(2, len(tokenizer), (B, P))
+    response_ids = torch.randint(0, len(tokenizer), (B, T))
+    query_mask, response_mask = torch.ones(B, P, dtype=torch.bool), torch.ones(B, T, dtype=torch.bool)
+    logprobs = response_logprobs(model, query_ids, query_mask, response_ids, response_mask)
+    assert logprobs.shape == (B, T)
+    for row in range(B):  # one row at a time so the reference is a plain mean over its tokens
+        input_ids = torch.cat([query_ids[row], response_ids[row]]).unsqueeze(0)
+        labels = input_ids.clone()
+        labels[:, :P] = -100  # score only the response
+        loss = model(input_ids=input_ids, labels=labels).loss
+        torch.testing.assert_close(-logprobs[row].mean(), loss, atol=1e-5, rtol=1e-5)
+
+
+def test_left_padding_does_not_change_logprobs(model, tokenizer):
+    responses = ["A banana is yellow.", "Hello", "Once upon a time a dog found a bone.", "Hi there!"]
+    query_ids, query_mask = tokenize_prompts(tokenizer, PROMPTS)
+    response_ids, response_mask = tokenize_responses(tokenizer, responses)
+    batch = response_logprobs(model, query_ids, query_mask, response_ids, response_mask)
+    assert (batch[~response_mask] == 0).all()  # padding contributes nothing
+    for row in range(len(PROMPTS)):
+        q, qm = tokenize_prompts(tokenizer, PROMPTS[row : row + 1])  # no padding at all
+        r, rm = tokenize_responses(tokenizer, responses[row : row + 1])
+        alone = response_logprobs(model, q, qm, r, rm)[0]
+        torch.testing.assert_close(batch[row, : rm.sum()], alone, atol=1e-5, rtol=1e-5)
+
+
+def test_temperature_scales_logits():
+    torch.manual_seed(0)
+    logits, tokens = torch.randn(2, 3, 11), torch.randint(0, 11, (2, 3))
+    for temperature in (0.5, 1.0, 2.0):
+        expected = F.log_softmax(logits / temperature, -1).gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
+        torch.testing.assert_close(logprobs_from_logits(logits, tokens, temperature), expected)
+    # a higher temperature flattens the distribution: the top token's log-prob drops
+    top = logits.argmax(-1)
+    assert (logprobs_from_logits(logits, top, 2.0) < logprobs_from_logits(logits, top, 1.0)).all()
+
+
+def test_forward_response_returns_scaled_logits(model, tokenizer):
+    query_ids, query_mask = tokenize_prompts(tokenizer, PROMPTS[:2])
+    response_ids, response_mask = tokenize_responses(tokenizer, ["Yes.", "A cat has four legs."])
+    logprobs_1, logits_1 = forward_response(model, query_ids, query_mask, response_ids, response_mask)
+    logprobs_2, logits_2 = forward_response(model, query_ids, query_mask, response_ids, response_mask, temperature=2.0)
+    assert logits_1.shape == (*response_ids.shape, len(tokenizer))
+    torch.testing.assert_close(logits_2, logits_1 / 2)
+    expected = logprobs_from_logits(logits_1, response_ids, 2.0).masked_fill(~response_mask, 0)
+    torch.testing.assert_close(logprobs_2, expected)
+
+
+def test_sampling_with_cache_equals_without(model, tokenizer):
+    for temperature, top_k in [(1.0, 0), (0.7, 20)]:
+        with_cache = generate(model, tokenizer, PROMPTS, max_new_tokens=12, temperature=temperature, top_k=top_k,
+                              generator=torch.Generator().manual_seed(3), use_cache=True)
+        without = generate(model, tokenizer, PROMPTS, max_new_tokens=12, temperature=temperature, top_k=top_k,
+                           generator=torch.Generator().manual_seed(3), use_cache=False)
+        assert torch.equal(with_cache.response_ids, without.response_ids)
+        assert torch.equal(with_cache.response_mask, without.response_mask)
+        torch.testing.assert_close(with_cache.logprobs, without.logprobs, atol=1e-5, rtol=1e-5)
+
+
+def test_sampling_is_reproducible_with_a_generator(model, tokenizer):
+    a = generate(model, tokenizer, PROMPTS, max_new_tokens=10, generator=torch.Generator().manual_seed(7))
+    b = generate(model, tokenizer, PROMPTS, max_new_tokens=10, generator=torch.Generator().manual_seed(7))
+    c = generate(model, tokenizer, PROMPTS, max_new_tokens=10, generator=torch.Generator().manual_seed(8))
+    assert torch.equal(a.response_ids, b.response_ids) and torch.equal(a.logprobs, b.logprobs)
+    assert not torch.equal(a.response_ids, c.response_ids)
+
+
+def test_eos_ends_each_row(tokenizer):
+    model = eos_biased_model(tokenizer, eos_bias=4.0)  # P(EOS) about 0.1 a step: lengths vary
+    prompts = PROMPTS * 4
+    rollout = generate(model, tokenizer, prompts, max_new_tokens=40, generator=torch.Generator().manual_seed(0))
+    eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
+    lengths = rollout.response_lengths()
+    assert rollout.response_ids.shape[1] == lengths.max()  # trimmed to the longest response
+    assert lengths.min() < lengths.max()  # the rows did finish at different steps
+    ended = rollout.ended_with_eos(eos)
+    assert ended.sum() >= len(prompts) - 2  # nearly all rows met an EOS within 40 tokens
+    for ids, mask, logprobs, n, has_eos in zip(rollout.response_ids, rollout.response_mask, rollout.logprobs,
+                                               lengths, ended):
+        assert mask[:n].all() and not mask[n:].any()  # the mask is a prefix
+        assert (ids[:n - 1] != eos).all()  # nothing was generated past an EOS
+        assert has_eos == (ids[n - 1] == eos)  # the mask includes the EOS ...
+        assert (ids[n:] == pad).all() and (logprobs[n:] == 0).all()  # ... and nothing after it
+        assert (logprobs[:n] < 0).all()
+
+
+def test_all_rows_ending_stops_the_loop_early(tokenizer):
+    model = eos_biased_model(tokenizer, eos_bias=100.0)  # EOS is certain on the first step
+    rollout = generate(model, tokenizer, PROMPTS, max_new_tokens=32, generator=torch.Generator().manual_seed(0))
+    assert rollout.response_ids.shape == (len(PROMPTS), 1)
+    assert (rollout.response_ids == tokenizer.eos_token_id).all() and rollout.response_mask.all()
+    assert rollout.texts(tokenizer) == [""] * len(PROMPTS)
+
+
+@pytest.mark.parametrize("temperature, top_k", [(1.0, 0), (0.7, 0), (1.3, 10)])
+def test_returned_logprobs_equal_a_forward_pass(tokenizer, temperature, top_k):
+    model = eos_biased_model(tokenizer, eos_bias=3.0)  # some padding in the batch
+    rollout = generate(model, tokenizer, PROMPTS, max_new_tokens=16, temperature=temperature, top_k=top_k,
+                       generator=torch.Generator().manual_seed(0))
+    recomputed = response_logprobs(model, rollout.query_ids, rollout.query_mask, rollout.response_ids,
+                                   rollout.response_mask, temperature=temperature)
+    torch.testing.assert_close(rollout.logprobs, recomputed, atol=1e-5, rtol=1e-5)
+
+
+def test_greedy_takes_the_argmax(model, tokenizer):
+    rollout = generate(model, tokenizer, PROMPTS, max_new_tokens=8, greedy=True)
+    again = generate(model, tokenizer, PROMPTS, max_new_tokens=8, greedy=True, generator=torch.Generator().manual_seed(5))
+    assert torch.equal(rollout.response_ids, again.response_ids)
+    _, logits = forward_response(model, rollout.query_ids, rollout.query_mask, rollout.response_ids, rollout.response_mask)
+    mask = rollout.response_mask
+    assert torch.equal(logits.argmax(-1)[mask], rollout.response_ids[mask])
+
+
+def test_batch_rows_equal_running_each_prompt_alone(tokenizer):
+    """Left-padding correctness: greedy responses in a batch match each prompt run alone."""
+    model = eos_biased_model(tokenizer, eos_bias=3.0)
+    batch = generate(model, tokenizer, PROMPTS, max_new_tokens=12, greedy=True)
+    for row, prompt in enumerate(PROMPTS):
+        alone = generate(model, tokenizer, [prompt], max_new_tokens=12, greedy=True)
+        n = alone.response_ids.shape[1]
+        assert batch.response_mask[row].sum() == n
+        assert torch.equal(batch.response_ids[row, :n], alone.response_ids[0])
+        torch.testing.assert_close(batch.logprobs[row, :n], alone.logprobs[0], atol=1e-5, rtol=1e-5)
+
+
+def test_generate_accepts_token_ids_and_restores_training_mode(model, tokenizer):
+    query = tokenize_prompts(tokenizer, PROMPTS)
+    model.train()
+    try:
+        from_ids = generate(model, tokenizer, query, max_new_tokens=6, generator=torch.Generator().manual_seed(1))
+        assert model.training  # the flag is restored ...
+    finally:
+        model.eval()
+    from_text = generate(model, tokenizer, PROMPTS, max_new_tokens=6, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(from_ids.response_ids, from_text.response_ids)  # ... and dropout was off inside
+    assert not from_ids.logprobs.requires_grad
+
+
+def test_rollout_indexing_and_sequences(model, tokenizer):
+    rollout = generate(model, tokenizer, PROMPTS, max_new_tokens=5, generator=torch.Generator().manual_seed(2))
+    assert isinstance(rollout, Rollout) and len(rollout) == len(PROMPTS)
+    part = rollout[torch.tensor([2, 0])]
+    assert len(part) == 2 and torch.equal(part.response_ids[1], rollout.response_ids[0])
+    input_ids, attention_mask = rollout.sequences()
+    P = rollout.query_ids.shape[1]
+    assert torch.equal(input_ids[:, P:], rollout.response_ids) and torch.equal(attention_mask[:, :P], rollout.query_mask)

@@ -10,4 +10,5 @@ from .models import OfflineError, load_base, save_checkpoint
 from .world import find_task, format_prompt
 from .sequences import Rollout, generate, logprobs_from_logits, response_logprobs, tokenize_prompts
 from .heads import RewardModel, ValueModel, normalise_reward, score_texts
-from .evaluate import WinRate, summarize, win_rate
+from .evaluate import WinRate, evaluate_model, sample_responses, summarize, win_rate
+from .plots import METRICS, LiveDashboard

@@ -80,3 +80,26 @@ def win_rate(scores_a: list[float], scores_b: list[float], z: float = 1.96) -> W
     half = z * sd / math.sqrt(n)
     return WinRate(mean, max(0.0, mean - half), min(1.0, mean + half),
                    wins=outcomes.count(1.0), ties=outcomes.count(0.5), losses=outcomes.count(0.0))
+
+
+def sample_responses(model, tokenizer, prompts: list[str], max_new_tokens: int = 32, temperature: float = 1.0,
+                     seed: int = 0, batch_size: int = 64, greedy: bool = False) -> list[str]:
+    """One sampled response per prompt (the course's evaluation decoding: the policy's own distribution)."""
+    import torch
+
+    from .sequences import generate
+
+    generator = torch.Generator().manual_seed(seed)
+    responses: list[str] = []
+    for i in range(0, len(prompts), batch_size):
+        rollout = generate(model, tokenizer, list(prompts[i:i + batch_size]), max_new_tokens=max_new_tokens,
+                           temperature=temperature, generator=generator, greedy=greedy)
+        responses.extend(rollout.texts(tokenizer))
+    return responses
+
+
+def evaluate_model(model, tokenizer, prompts: list[str], labeler: SimulatedLabeler | None = None, **sampling):
+    """Sample a response per prompt and judge it: returns (responses, judgements, summary)."""
+    responses = sample_responses(model, tokenizer, prompts, **sampling)
+    judgements = judge_all(prompts, responses, labeler)
+    return responses, judgements, summarize(judgements)

@@ -1,0 +1,300 @@
+"""Live plots and widgets: every callback is a plain function, tested without a front end; one
+test runs a tiny notebook in a real kernel to check that the dashboard redraws in place."""
+
+import math
+import os
+import re
+from pathlib import Path
+
+import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+from matplotlib.colors import to_rgba
+from matplotlib.figure import Figure
+
+from rlhf_core import plots
+from rlhf_core.plots import (
+    METRICS, LiveDashboard, bar_rates, beta_slider, frontier_figure, hist_better_worse,
+    metrics_table_markdown, plot_history, render_samples_html, render_scores_html,
+    sample_browser, save_figure, show, static_html, text_scorer,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+PPO_PANELS = [("objective/score", "objective/gold"), "objective/kl", "objective/kl_coef",
+              "objective/total"]
+
+
+def ppo_metrics(i: int) -> dict:
+    return {"objective/score": 0.1 * i, "objective/gold": 0.05 * i, "objective/kl": 0.3 * i,
+            "objective/kl_coef": 0.1 / (1 + i), "objective/total": 0.1 * i - 0.01 * i}
+
+
+def visible_axes(fig: Figure):
+    return [ax for ax in fig.axes if ax.get_visible()]
+
+
+# --- METRICS --------------------------------------------------------------------------------
+
+def test_metrics_are_unique_named_and_all_have_a_meaning():
+    names = list(METRICS)
+    assert len(names) == len(set(names))
+    for name in ["objective/score", "objective/gold", "objective/kl", "objective/kl_coef",
+                 "objective/total", "policy/clipfrac", "policy/approx_kl", "policy/entropy",
+                 "value/loss", "value/clipfrac", "ppo/ptx_loss", "sft/loss", "sft/val_loss",
+                 "rm/loss", "rm/accuracy", "time/iteration"]:
+        assert name in METRICS
+    for name, meaning in METRICS.items():
+        assert re.fullmatch(r"[a-z]+/[a-z_]+", name), name
+        assert len(meaning.split()) >= 3, name
+    table = metrics_table_markdown().splitlines()
+    assert table[0].startswith("| metric") and len(table) == 2 + len(METRICS)
+    assert [row.split("`")[1] for row in table[2:]] == names
+    assert set(plots._UNITS) <= set(METRICS)  # no unit for a metric that does not exist
+
+
+def test_unknown_panel_name_warns_with_a_suggestion():
+    with pytest.warns(UserWarning, match="objective/kl"):
+        LiveDashboard(["objective/KL"], live=False)
+
+
+# --- LiveDashboard outside a kernel -----------------------------------------------------------
+
+def test_dashboard_records_history_in_order_and_draws_one_axes_per_panel():
+    dash = LiveDashboard(PPO_PANELS, title="PPO", live=False)
+    for i in range(5):
+        dash.update(i, ppo_metrics(i), samples=[("prompt", f"response {i}")])
+    dash.update(5, {**ppo_metrics(5), "policy/clipfrac": 0.2, "objective/gold": None})
+    assert dash.history["step"] == [0, 1, 2, 3, 4, 5]
+    assert dash.history["objective/kl"] == pytest.approx([0.3 * i for i in range(6)])
+    assert all(len(v) == 6 for v in dash.history.values())
+    assert all(math.isnan(v) for v in dash.history["policy/clipfrac"][:5])  # started late
+    assert math.isnan(dash.history["objective/gold"][5])
+    assert dash.samples == [("prompt", "response 4")]  # latest samples kept
+    fig = dash.figure()
+    axes = visible_axes(fig)
+    assert len(axes) == len(PPO_PANELS)
+    curves = [[l for l in ax.get_lines() if not l.get_label().startswith("_")] for ax in axes]
+    assert [[l.get_label() for l in c] for c in curves] == [list(plots._panel_names(p))
+                                                            for p in PPO_PANELS]
+    assert all(len(line.get_xdata()) == 6 for c in curves for line in c)
+    assert "objective/kl" in axes[1].get_title(loc="left")
+
+
+def test_plot_history_accepts_log_records_and_sft_curves():
+    records = [{"step": i, "sft/loss": 3.0 / (1 + i), "sft/val_loss": 3.2 / (1 + i)}
+               for i in range(10)]
+    fig = plot_history(records, [("sft/loss", "sft/val_loss")], title="SFT", xlabel="step")
+    (ax,) = visible_axes(fig)
+    assert [len(l.get_xdata()) for l in ax.get_lines()] == [10, 10]
+    assert ax.get_xlabel() == "step"
+
+
+def test_live_redraws_reuse_one_figure_blit_and_open_no_pyplot_figures(monkeypatch):
+    shown = []
+
+    class Handle:
+        def update(self, bundle, raw=True):
+            shown.append(("update", bundle))
+
+    def fake_display(bundle, raw=False, display_id=False):
+        shown.append(("display", bundle))
+        return Handle()
+
+    monkeypatch.setattr("IPython.display.display", fake_display)
+    before = plt.get_fignums()
+    dash = LiveDashboard(PPO_PANELS, title="PPO", live=True)
+    for i in range(40):
+        dash.update(i, ppo_metrics(i), samples=[("<p>", "<script>x</script>")])
+    grid = dash._grid
+    assert plt.get_fignums() == before
+    assert [kind for kind, _ in shown] == ["display"] + ["update"] * 39  # one output, in place
+    assert "&lt;script&gt;" in shown[-1][1]["text/html"]
+    # Most redraws only blit the lines: the full draw runs when a limit grows, O(log n) times.
+    assert grid.full_draws <= 12, grid.full_draws
+    print(f"median redraw {sorted(dash.redraw_seconds)[20] * 1000:.0f} ms")
+    dash.close()
+    assert shown[-1][0] == "update" and dash._grid is None
+    assert plt.get_fignums() == before
+
+
+def test_every_skips_redraws_but_keeps_history(monkeypatch):
+    calls = []
+    monkeypatch.setattr(LiveDashboard, "_show", lambda self, png: calls.append(len(png)))
+    dash = LiveDashboard(["sft/loss"], every=5, live=True, show_samples=False)
+    for i in range(12):
+        dash.update(i, {"sft/loss": 1.0 / (1 + i)})
+    assert len(calls) == 3 and len(dash.history["sft/loss"]) == 12  # steps 0, 5, 10
+    dash.close()
+    assert len(calls) == 4  # the final figure
+    dash.close()
+    assert len(calls) == 4  # nothing new to show
+
+
+def test_save_figure_is_atomic_and_leaves_no_temp_file(tmp_path):
+    dash = LiveDashboard(["sft/loss"], live=False)
+    dash.update(0, {"sft/loss": 2.0})
+    path = dash.save(tmp_path / "figs" / "sft.png")
+    assert os.listdir(tmp_path / "figs") == ["sft.png"]
+    assert Path(path).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(ValueError):
+        save_figure(dash.figure(), tmp_path / "figs" / "bad.notaformat")
+    assert os.listdir(tmp_path / "figs") == ["sft.png"]
+
+
+# --- plain renderers ----------------------------------------------------------------------
+
+def test_render_samples_html_escapes_text_and_shows_extra_columns():
+    out = render_samples_html([("<script>alert(1)</script>", "a & b", {"score": 0.5}),
+                               ("p2", "r2", {"gold": -1.0})])
+    assert "<script>" not in out and "&lt;script&gt;" in out and "a &amp; b" in out
+    assert "<th" in out and "score" in out and "gold" in out and "+0.500" in out
+    assert render_samples_html([]).startswith("<p>")
+
+
+def test_render_scores_html_contains_every_key_escaped():
+    scores = {"reward model": 0.3, "gold": np.float32(1.25), "helpful": "yes", "<b>": 1}
+    out = render_scores_html(scores)
+    for key in ["reward model", "gold", "helpful", "&lt;b&gt;"]:
+        assert key in out
+    assert "+0.300" in out and "+1.250" in out and "yes" in out and "<b>" not in out
+
+
+SWEEP = [{"kl_coef": b, "kl": kl, "score": s, "gold": g,
+          "samples": [("prompt", f"response at beta {b}")]}
+         for b, kl, s, g in [(0.3, 1.0, 0.2, 0.3), (0.03, 8.0, 1.5, -0.4), (0.1, 3.0, 0.8, 0.6)]]
+
+
+def selected_points(fig):
+    return sorted((tuple(line.get_xdata()), tuple(line.get_ydata()))
+                  for line in fig.axes[0].get_lines() if line.get_gid() == "selected")
+
+
+def test_frontier_figure_highlights_the_selected_point():
+    for i, run in enumerate(SWEEP):
+        fig = frontier_figure(SWEEP, i)
+        assert selected_points(fig) == sorted([((run["kl"],), (run["score"],)),
+                                               ((run["kl"],), (run["gold"],))])
+        assert f"{run['kl_coef']:g}" in fig.axes[0].get_title(loc="left")
+    assert selected_points(frontier_figure(SWEEP)) == []
+
+
+def test_hist_and_bar_rates_use_labels_and_consistent_model_colors():
+    fig = hist_better_worse([1.0, 2.0, 1.5], [0.0, -0.5, 0.2])
+    ax = fig.axes[0]
+    assert ax.get_xlabel() and ax.get_ylabel() and len(ax.get_legend().get_texts()) == 2
+    rates = {"base": {"hallucination": 0.4, "rude": 0.2}, "sft": {"hallucination": 0.2},
+             "ppo": {"hallucination": 0.1, "rude": 0.0}, "PPO-ptx": {"rude": 0.05}}
+    ax = bar_rates(rates, "Failure rates").axes[0]
+    by_model = {c.get_label(): c for c in ax.containers}
+    for model in rates:
+        assert by_model[model].patches[0].get_facecolor() == to_rgba(plots.model_color(model))
+    assert plots.model_color("PPO-ptx") == plots.MODEL_COLORS["ppo_ptx"]
+    assert plots.model_color("sft") == plots.MODEL_COLORS["sft"]
+    assert "%" in ax.get_ylabel()
+
+
+# --- widgets, without a front end ---------------------------------------------------------
+
+def test_sample_browser_slider_changes_the_shown_iteration():
+    samples = [[("What colour is a banana?", f"answer {it}", {"score": it})] for it in range(3)]
+    w = sample_browser(samples)
+    assert "answer 0" in w.html.value and "answer 0" in static_html(w)
+    w.slider.value = 2  # the observer runs synchronously
+    assert "answer 2" in w.html.value and "answer 0" not in w.html.value
+    w.on_change({"new": 1})
+    assert "answer 1" in w.html.value
+    show(w)  # not in a kernel: a no-op, never an error
+    bundle = w._repr_mimebundle_()
+    assert "application/vnd.jupyter.widget-view+json" in bundle and "text/html" in bundle
+
+
+def test_text_scorer_rescores_when_the_response_or_prompt_changes():
+    calls = []
+
+    def score_fn(prompt, response):
+        calls.append((prompt, response))
+        if response == "boom":
+            raise RuntimeError("bad input")
+        return {"reward model": len(response) / 10, "gold": 1.0, "prompt": prompt}
+
+    w = text_scorer(score_fn, ["Say hi.", "Name a fruit."])
+    assert calls == [] and "Type a response" in w.html.value
+    w.response.value = "Hello there"
+    assert calls[-1] == ("Say hi.", "Hello there")
+    assert "reward model" in w.html.value and "+1.100" in w.html.value
+    w.prompt.value = "Name a fruit."
+    assert calls[-1] == ("Name a fruit.", "Hello there") and "Name a fruit." in w.html.value
+    w.response.value = "boom"
+    assert "bad input" in w.html.value  # the error shows where the student is looking
+    assert "Name a fruit." in static_html(text_scorer(score_fn, ["Name a fruit."], "apple"))
+
+
+def test_beta_slider_moves_the_highlight_and_shows_that_runs_samples():
+    w = beta_slider(SWEEP)
+    assert [label for label, _ in w.slider.options] == ["0.03", "0.1", "0.3"]
+    first_png = w.image.value
+    assert "beta 0.03" in w.html.value and first_png[:4] == b"\x89PNG"
+    w.slider.value = 0  # sweep index 0 is beta 0.3
+    assert "beta 0.3" in w.html.value and w.image.value != first_png
+    w.on_change({"new": 2})
+    assert "beta 0.1" in w.html.value
+    assert static_html(w).startswith("<img")
+
+
+def test_figures_show_themselves_in_a_notebook_and_never_use_pyplot():
+    before = plt.get_fignums()
+    fig = bar_rates({"sft": {"rude": 0.1}}, "x")
+    assert fig._repr_png_()[:4] == b"\x89PNG" and plt.get_fignums() == before
+    assert matplotlib.get_backend().lower() != "module://matplotlib_inline.backend_inline"
+
+
+# --- the notebook path: a real kernel, no browser ---------------------------------------------
+
+NOTEBOOK_CELLS = [
+    """from rlhf_core.plots import LiveDashboard, sample_browser, show
+dash = LiveDashboard([("objective/score", "objective/gold"), "objective/kl"], title="PPO")
+assert dash.live
+for i in range(3):
+    dash.update(i, {"objective/score": 0.1 * i, "objective/gold": 0.2 * i, "objective/kl": i},
+                samples=[("prompt <i>", f"response {i}")])
+dash.close()""",
+    """import matplotlib.pyplot as plt
+print("open figures:", len(plt.get_fignums()))
+show(sample_browser([[("p", "r0", {})], [("p", "r1", {})]]))""",
+]
+
+
+def test_dashboard_updates_one_output_in_place_in_a_real_kernel():
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    kernelspec = pytest.importorskip("ipykernel.kernelspec")
+    from jupyter_client.kernelspec import KernelSpecManager
+    from jupyter_client.manager import KernelManager
+
+    class CurrentEnv(KernelSpecManager):  # the kernel of this very Python, as nbval does
+        def get_kernel_spec(self, kernel_name):
+            return self.kernel_spec_class(resource_dir=kernelspec.RESOURCES,
+                                          **kernelspec.get_kernel_dict())
+
+    messages = []
+
+    class Recorder(nbclient.NotebookClient):
+        def process_message(self, msg, cell, cell_index):
+            messages.append((cell_index, msg["msg_type"]))
+            return super().process_message(msg, cell, cell_index)
+
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in NOTEBOOK_CELLS])
+    km = KernelManager(kernel_name="current-env", kernel_spec_manager=CurrentEnv())
+    Recorder(nb, km=km, timeout=120, resources={"metadata": {"path": str(REPO)}}).execute()
+
+    dash_msgs = [t for c, t in messages if c == 0 and t.endswith("display_data")]
+    assert dash_msgs == ["display_data"] + ["update_display_data"] * 3  # 3 updates + close
+    (out,) = nb.cells[0].outputs  # a single output area, holding the final figure
+    assert out.output_type == "display_data"
+    assert "response 2" in out.data["text/html"] and "prompt &lt;i&gt;" in out.data["text/html"]
+    outs = nb.cells[1].outputs
+    assert outs[0].text.strip() == "open figures: 0"
+    widget = outs[1].data
+    assert "application/vnd.jupyter.widget-view+json" in widget and "r0" in widget["text/html"]
+    assert not any(o.output_type == "error" for c in nb.cells for o in c.outputs)

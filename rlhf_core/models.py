@@ -71,6 +71,21 @@ class OfflineError(RuntimeError):
     """A model had to come from the Hugging Face hub, and the hub could not be reached."""
 
 
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Can we open a connection to the Hugging Face hub (HF_ENDPOINT, if set)? False when offline."""
+    import socket
+    from urllib.parse import urlparse
+
+    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
+        return False
+    url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    try:
+        with socket.create_connection((url.hostname, url.port or 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
 def _offline_message(name: str, error: Exception) -> str:
     return (f"Could not load {name!r}: the Hugging Face hub is not reachable from here and {name!r} is not in "
             f"the local cache ({type(error).__name__}). Use the course's shipped models instead: "
@@ -93,15 +108,25 @@ def load_base(name: str = "tiny", attn_implementation: str = "sdpa"):
         raise FileNotFoundError(f"The shipped base model {name!r} is missing from {source}. "
                                 f"Restore it with `git checkout -- {Path(source).relative_to(DATA_DIR.parent)}` "
                                 f"or rebuild it with `python -m rlhf_core.pretrain --model {name}`.")
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(source)
+    def fetch(local_files_only: bool):
+        kwargs = {"local_files_only": local_files_only}
+        tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
         model = AutoModelForCausalLM.from_pretrained(source, attn_implementation=attn_implementation,
-                                                     dtype=torch.float32)
-    except OSError as error:  # transformers turns hub and cache misses into OSError subclasses
+                                                     dtype=torch.float32, **kwargs)
+        return model, tokenizer
+
+    try:  # a local folder or the Hugging Face cache first: no network needed
+        model, tokenizer = fetch(local_files_only=True)
+    except OSError as error:  # transformers turns missing files and cache misses into OSError subclasses
         if is_local:
             raise FileNotFoundError(f"{source} is not a complete checkpoint ({error}). Point load_base at a "
                                     "folder that save_pretrained wrote.") from None
-        raise OfflineError(_offline_message(name, error)) from None
+        if not hub_reachable():  # fail at once with advice, rather than after a minute of retries
+            raise OfflineError(_offline_message(name, error)) from None
+        try:
+            model, tokenizer = fetch(local_files_only=False)
+        except OSError as error:
+            raise OfflineError(_offline_message(name, error)) from None
     if tokenizer.pad_token is None or tokenizer.pad_token_id == tokenizer.eos_token_id:
         # GPT-2 ships without a pad token; reusing EOS would mask real EOS tokens, so add a distinct one.
         tokenizer.add_special_tokens({"pad_token": PAD_TOKEN})
@@ -118,6 +143,7 @@ def save_checkpoint(model, tokenizer, out_dir: str | Path) -> Path:
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}."))
     try:
+        os.chmod(tmp, 0o755)  # mkdtemp makes it private; checkpoints are for everyone
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         if out_dir.exists():

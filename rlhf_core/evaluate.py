@@ -103,3 +103,25 @@ def evaluate_model(model, tokenizer, prompts: list[str], labeler: SimulatedLabel
     responses = sample_responses(model, tokenizer, prompts, **sampling)
     judgements = judge_all(prompts, responses, labeler)
     return responses, judgements, summarize(judgements)
+
+
+def policy_kl(policy, ref_model, tokenizer, prompts: list[str], max_new_tokens: int = 32, temperature: float = 1.0,
+              seed: int = 0, batch_size: int = 64) -> float:
+    """KL(π ‖ π_ref) per response in nats: the mean over prompts of Σ_t (log π − log π_ref) on samples of π.
+
+    The k1 estimate summed over each response's tokens — the quantity InstructGPT's β penalises.
+    """
+    import torch
+
+    from .sequences import generate, response_logprobs
+
+    generator = torch.Generator().manual_seed(seed)
+    total = 0.0
+    for i in range(0, len(prompts), batch_size):
+        rollout = generate(policy, tokenizer, list(prompts[i:i + batch_size]), max_new_tokens=max_new_tokens,
+                           temperature=temperature, generator=generator)
+        with torch.no_grad():
+            ref = response_logprobs(ref_model, rollout.query_ids, rollout.query_mask, rollout.response_ids,
+                                    rollout.response_mask, temperature)
+        total += (rollout.logprobs - ref).masked_fill(~rollout.response_mask, 0.0).sum().item()
+    return total / len(prompts)

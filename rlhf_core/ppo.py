@@ -1,0 +1,210 @@
+"""Stage 3: PPO against the reward model with a per-token KL penalty to the SFT model (InstructGPT eq. 2).
+
+One iteration, CleanRL-style, top to bottom in `ppo_iteration`:
+
+    1. rollout   sample a response per prompt from the policy π_RL (dropout off)
+    2. score     r_θ(x, y) from the reward model, log π_SFT from the frozen reference, V from the critic
+    3. reward    R_t = −β·(log π_RL − log π_SFT) per token, + r_θ(x, y) at the last token   (rlhf_rewards)
+    4. GAE       advantages with γ = 1, λ = 0.95, then whitened                            (compute_gae, whiten)
+    5. update    a few epochs of minibatches: clipped policy loss + clipped value loss
+                 (+ γ_ptx · pretraining log-likelihood for PPO-ptx)
+    6. β         the adaptive KL controller moves β towards the KL target (Ziegler et al. 2019)
+
+The value model is a separate network initialised from the reward model (InstructGPT App. C.4).
+"""
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import asdict, dataclass
+
+import torch
+
+from .data import load_split
+from .heads import RewardModel, ValueModel
+from .labeler import SimulatedLabeler
+from .losses import (AdaptiveKLController, FixedKLController, compute_gae, masked_mean, ppo_policy_loss,
+                     rlhf_rewards, value_loss, whiten)
+from .sequences import Rollout, forward_response, generate, response_logprobs
+
+
+@dataclass
+class PPOConfig:
+    iterations: int = 40           # rollouts of `batch_size` episodes each
+    batch_size: int = 64           # episodes (prompts) per rollout
+    minibatch_size: int = 16       # episodes per gradient step
+    ppo_epochs: int = 4            # passes over each rollout
+    lr: float = 3e-5               # policy learning rate
+    value_lr: float = 1e-4         # critic learning rate
+    clip_range: float = 0.2        # ε of the clipped policy loss (InstructGPT App. C.4, Ziegler et al.)
+    value_clip_range: float = 0.2  # ε of the clipped value loss
+    value_coef: float = 0.5        # weight of the value loss (the critic has its own optimizer; this scales it)
+    gamma: float = 1.0             # no discount (InstructGPT App. C.4)
+    lam: float = 0.95              # GAE λ (Ziegler et al. 2019)
+    init_kl_coef: float = 0.1      # β at the start
+    adaptive_kl: bool = True       # adaptive controller (Ziegler et al.) or a fixed β
+    kl_target: float = 3.0         # nats per response: our responses are ~10 tokens, Ziegler's 6 was for 24+
+    kl_horizon: int = 10000        # episodes over which β moves by at most ±20 %
+    temperature: float = 1.0       # sampling temperature; log-probs use the same
+    max_new_tokens: int = 32
+    missing_eos_penalty: float = 1.0  # subtracted from the score of responses cut off before their EOS
+    ptx_coef: float = 0.0          # γ of PPO-ptx (InstructGPT eq. 2); 0 is plain PPO
+    ptx_batch_size: int = 8        # pretraining windows per gradient step when ptx_coef > 0
+    seed: int = 0
+
+
+@dataclass
+class RolloutBatch:
+    """Everything one iteration learns from (B episodes, T response tokens)."""
+
+    rollout: Rollout               # tokens, mask, and the sampling log-probs (old log π)
+    ref_logprobs: torch.Tensor     # (B, T) log π_SFT
+    values: torch.Tensor           # (B, T) V from the critic at rollout time
+    scores: torch.Tensor           # (B,) reward-model scores (with the missing-EOS penalty)
+    rewards: torch.Tensor          # (B, T) per-token RLHF reward
+    advantages: torch.Tensor       # (B, T) whitened GAE advantages
+    returns: torch.Tensor          # (B, T) value targets
+
+
+class PPOTrainer:
+    """Holds the four models of RLHF — policy, frozen reference, reward model, critic — and runs iterations."""
+
+    def __init__(self, policy, tokenizer, reward_model: RewardModel, config: PPOConfig = PPOConfig(),
+                 prompts: list[str] | None = None, labeler: SimulatedLabeler | None = None,
+                 ref_model=None, value_model: ValueModel | None = None, pretrain_stream: torch.Tensor | None = None):
+        self.config = config
+        self.tokenizer = tokenizer
+        self.policy = policy
+        self.ref_model = (ref_model or copy.deepcopy(policy)).eval().requires_grad_(False)
+        self.reward_model = reward_model.eval().requires_grad_(False)
+        self.value_model = value_model or ValueModel.from_reward_model(reward_model)
+        self.value_model.requires_grad_(True)
+        self.labeler = labeler or SimulatedLabeler(seed=config.seed)
+        self.prompts = prompts if prompts is not None else list(load_split("ppo")["prompt"])
+        self.kl_controller = (AdaptiveKLController(config.init_kl_coef, config.kl_target, config.kl_horizon)
+                              if config.adaptive_kl else FixedKLController(config.init_kl_coef))
+        self.policy_optimizer = torch.optim.Adam(self.policy.parameters(), lr=config.lr, eps=1e-5)
+        self.value_optimizer = torch.optim.Adam(self.value_model.parameters(), lr=config.value_lr, eps=1e-5)
+        self.generator = torch.Generator().manual_seed(config.seed)
+        self.pretrain_stream = pretrain_stream
+        if config.ptx_coef > 0 and pretrain_stream is None:
+            from .pretrain import token_stream
+            self.pretrain_stream = token_stream(tokenizer, list(load_split("pretrain")["text"][:4000]))
+        self._order: list[int] = []
+        self.iteration = 0
+
+    def next_prompts(self) -> list[str]:
+        """The next batch_size prompts, cycling through shuffled passes over the PPO prompts."""
+        batch = []
+        while len(batch) < self.config.batch_size:
+            if not self._order:
+                self._order = torch.randperm(len(self.prompts), generator=self.generator).tolist()
+            batch.append(self.prompts[self._order.pop()])
+        return batch
+
+    @torch.no_grad()
+    def make_batch(self, prompts: list[str]) -> tuple[RolloutBatch, list[str]]:
+        """Steps 1–4: sample, score, per-token rewards, advantages."""
+        c = self.config
+        rollout = generate(self.policy, self.tokenizer, prompts, max_new_tokens=c.max_new_tokens,
+                           temperature=c.temperature, generator=self.generator)
+        q, qm, r, rm = rollout.query_ids, rollout.query_mask, rollout.response_ids, rollout.response_mask
+        ref_logprobs = response_logprobs(self.ref_model, q, qm, r, rm, c.temperature)          # (B, T)
+        scores = self.reward_model(*rollout.sequences())                                       # (B,)
+        scores = scores - c.missing_eos_penalty * (~rollout.ended_with_eos(self.tokenizer.eos_token_id)).float()
+        values = self.value_model.response_values(q, qm, r, rm)                                # (B, T)
+        rewards = rlhf_rewards(scores, rollout.logprobs, ref_logprobs, rm, self.kl_controller.value)  # (B, T)
+        advantages, returns = compute_gae(rewards, values, rm, c.gamma, c.lam)                 # (B, T)
+        advantages = whiten(advantages, rm)
+        batch = RolloutBatch(rollout, ref_logprobs, values, scores, rewards, advantages, returns)
+        return batch, rollout.texts(self.tokenizer)
+
+    def ptx_loss(self) -> torch.Tensor:
+        """−log π_RL on pretraining text: the γ·E_pretrain[log π_RL(x)] term of InstructGPT eq. 2, as a loss."""
+        from .pretrain import random_windows
+        windows = random_windows(self.pretrain_stream, self.config.ptx_batch_size, 64, self.generator)
+        return self.policy(input_ids=windows, attention_mask=torch.ones_like(windows), labels=windows).loss
+
+    def update(self, batch: RolloutBatch) -> dict[str, float]:
+        """Step 5: PPO epochs over minibatches. Returns the mean of each loss statistic."""
+        c = self.config
+        stats: dict[str, list[float]] = {}
+        # Dropout stays off in RL (Huang et al.): eval mode, gradients still flow. Otherwise log π at update
+        # time would differ from log π at sampling time even before the first step, and ρ ≠ 1.
+        self.policy.eval()
+        self.value_model.eval()
+        n = len(batch.rollout)
+        for _ in range(c.ppo_epochs):
+            order = torch.randperm(n, generator=self.generator)
+            for start in range(0, n, c.minibatch_size):
+                idx = order[start:start + c.minibatch_size]
+                mb = batch.rollout[idx]
+                mask = mb.response_mask
+                logprobs, logits = forward_response(self.policy, mb.query_ids, mb.query_mask, mb.response_ids,
+                                                    mask, c.temperature)                       # (b, T), (b, T, V)
+                pg_loss, pg_stats = ppo_policy_loss(logprobs, mb.logprobs, batch.advantages[idx], mask, c.clip_range)
+                values = self.value_model.response_values(mb.query_ids, mb.query_mask, mb.response_ids, mask)
+                vf_loss, vf_stats = value_loss(values, batch.values[idx], batch.returns[idx], mask, c.value_clip_range)
+                loss = pg_loss + c.value_coef * vf_loss
+                if c.ptx_coef > 0:
+                    ptx = self.ptx_loss()
+                    loss = loss + c.ptx_coef * ptx
+                    stats.setdefault("ppo/ptx_loss", []).append(ptx.item())
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f"PPO loss became {loss.item()} at iteration {self.iteration}; "
+                                             f"lower PPOConfig.lr (now {c.lr}) or raise init_kl_coef")
+                self.policy_optimizer.zero_grad(set_to_none=True)
+                self.value_optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(self.policy.parameters(), 1.0)
+                torch.nn.utils.clip_grad_norm_(self.value_model.parameters(), 1.0)
+                self.policy_optimizer.step()
+                self.value_optimizer.step()
+                with torch.no_grad():
+                    entropy = -(logits.log_softmax(-1).exp() * logits.log_softmax(-1)).sum(-1)  # (b, T)
+                for name, value in {"policy/loss": pg_loss.item(), "policy/clipfrac": pg_stats["clipfrac"],
+                                    "policy/approx_kl": pg_stats["approx_kl"],
+                                    "policy/entropy": masked_mean(entropy, mask).item(),
+                                    "value/loss": vf_loss.item(), "value/clipfrac": vf_stats["clipfrac"]}.items():
+                    stats.setdefault(name, []).append(value)
+        return {name: sum(values) / len(values) for name, values in stats.items()}
+
+    def step(self) -> tuple[dict[str, float], list[tuple[str, str, dict]]]:
+        """One PPO iteration. Returns (metrics, samples) — samples are (prompt, response, {score, gold})."""
+        start = time.time()
+        prompts = self.next_prompts()
+        batch, texts = self.make_batch(prompts)
+        mask = batch.rollout.response_mask
+        kl = (batch.rollout.logprobs - batch.ref_logprobs).masked_fill(~mask, 0).sum(1)  # (B,) k1, summed
+        gold = torch.tensor([self.labeler.score(p, r) for p, r in zip(prompts, texts)])
+        kl_coef = self.kl_controller.value
+        metrics = {
+            "objective/score": batch.scores.mean().item(),
+            "objective/gold": gold.mean().item(),
+            "objective/kl": kl.mean().item(),
+            "objective/kl_coef": kl_coef,
+            "objective/total": (batch.scores - kl_coef * kl).mean().item(),
+            "objective/length": mask.sum(1).float().mean().item(),
+        }
+        metrics |= self.update(batch)
+        self.kl_controller.update(kl.mean().item(), len(prompts))
+        metrics["time/iteration"] = time.time() - start
+        self.iteration += 1
+        samples = [(p, r, {"score": round(s, 2), "gold": round(g, 2)})
+                   for p, r, s, g in zip(prompts, texts, batch.scores.tolist(), gold.tolist())]
+        return metrics, samples
+
+    def train(self, iterations: int | None = None, callback=None, progress: bool = True) -> dict[str, list]:
+        """Run iterations; callback(iteration, metrics, samples) after each. Returns the history of metrics."""
+        from tqdm.auto import tqdm
+
+        history: dict[str, list] = {"iteration": []}
+        for _ in tqdm(range(iterations or self.config.iterations), desc="PPO", disable=not progress):
+            metrics, samples = self.step()
+            history["iteration"].append(self.iteration - 1)
+            for name, value in metrics.items():
+                history.setdefault(name, []).append(value)
+            history.setdefault("samples", []).append(samples[:8])
+            if callback is not None:
+                callback(self.iteration - 1, metrics, samples)
+        return history

@@ -1,0 +1,194 @@
+"""Stage 2: the reward model, trained on rankings of K samples per prompt (InstructGPT §3.5, eq. 1).
+
+1. collect: for each RM prompt, sample K responses from the SFT model; the (simulated) labeler ranks them.
+2. train: a GPT-2 body (copied from the SFT model) + scalar head; all C(K,2) pairs of a prompt form one batch
+   element of the ranking loss — comparisons from one prompt are highly correlated, and shuffling them as
+   independent examples made the paper's RM overfit after one pass.
+3. normalise: the score is shift-invariant, so a bias is set so the demonstrations score 0 on average.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass
+
+import torch
+
+from .data import load_split
+from .evaluate import sample_responses
+from .heads import RewardModel, normalise_reward
+from .labeler import SimulatedLabeler
+from .losses import ranking_loss
+from .sequences import concat_query_response, tokenize_prompts, tokenize_responses
+from .models import load_base
+from .sft import RUNS_DIR, load_or_train_sft
+
+
+@dataclass
+class RewardConfig:
+    k: int = 8                   # completions ranked per prompt (InstructGPT: 4 to 9)
+    k_from_base: int = 2         # how many of the K come from the base model (the rest from the SFT model)
+    temperature: float = 1.0     # sampling temperature of the SFT model for the comparisons
+    max_new_tokens: int = 32
+    epochs: int = 3              # InstructGPT: one epoch of 33k prompts; our ~250 prompts need a few passes
+    batch_size: int = 8          # prompts per step, each with all its C(K,2) pairs
+    lr: float = 3e-4
+    heldout_fraction: float = 0.15  # RM prompts kept out of training, for the held-out accuracy
+    seed: int = 0
+
+
+def collect_comparisons(models: list, tokenizer, prompts: list[str], labeler: SimulatedLabeler | None = None,
+                        temperature: float = 1.0, max_new_tokens: int = 32, seed: int = 0) -> list[dict]:
+    """Sample responses to each prompt from each (model, count) in `models`; the labeler ranks all K of them.
+
+    Returns [{"prompt", "responses" (best first), "gold"}] with K = the sum of the counts. InstructGPT's
+    comparisons compare outputs of several of their models (§3.2); "gold" keeps each ranked response's
+    gold score, so we can see how noisy the ranking was.
+    """
+    k = sum(count for _, count in models)
+    if not 2 <= k <= 9:
+        raise ValueError(f"K = {k}: InstructGPT ranks K = 4 to 9 completions a prompt; use 2 <= K <= 9")
+    labeler = labeler or SimulatedLabeler(seed=seed)
+    per_model = []
+    for index, (model, count) in enumerate(models):
+        repeated = [p for p in prompts for _ in range(count)]
+        samples = sample_responses(model, tokenizer, repeated, max_new_tokens=max_new_tokens,
+                                   temperature=temperature, seed=seed + index) if count else []
+        per_model.append((samples, count))
+    comparisons = []
+    for i, prompt in enumerate(prompts):
+        responses = [r for samples, count in per_model for r in samples[i * count:(i + 1) * count]]
+        order = labeler.rank(prompt, responses)
+        ranked = [responses[j] for j in order]
+        comparisons.append({"prompt": prompt, "responses": ranked,
+                            "gold": [labeler.score(prompt, r) for r in ranked]})
+    return comparisons
+
+
+def comparison_scores(reward_model: RewardModel, tokenizer, comparisons: list[dict]) -> torch.Tensor:
+    """Reward of every ranked response: (B, K), columns best first, in one forward pass."""
+    k = len(comparisons[0]["responses"])
+    prompts = [c["prompt"] for c in comparisons for _ in range(k)]
+    responses = [r for c in comparisons for r in c["responses"]]
+    query_ids, query_mask = tokenize_prompts(tokenizer, prompts)              # (B*K, P)
+    response_ids, response_mask = tokenize_responses(tokenizer, responses)    # (B*K, T)
+    input_ids, attention_mask = concat_query_response(query_ids, query_mask, response_ids, response_mask)
+    return reward_model(input_ids, attention_mask).view(len(comparisons), k)  # (B*K,) -> (B, K)
+
+
+def pairwise_accuracy(rewards: torch.Tensor, valid: torch.Tensor | None = None) -> float:
+    """Fraction of pairs (i better than j, i < j: columns best first) that the reward model orders the same way.
+
+    rewards (B, K); valid (B, K, K) bool optionally restricts which pairs count (e.g. only pairs of different
+    texts, or only pairs whose gold scores differ). Ties in the reward count as wrong.
+    """
+    b, k = rewards.shape
+    counted = torch.ones(b, k, k, dtype=torch.bool).triu(1)                 # (B, K, K): pairs i < j
+    if valid is not None:
+        counted &= valid
+    right = rewards[:, :, None] > rewards[:, None, :]                       # (B, K, K): r_i > r_j
+    return (right & counted).sum().item() / max(1, counted.sum().item())
+
+
+def train_reward_model(reward_model: RewardModel, tokenizer, comparisons: list[dict],
+                       config: RewardConfig = RewardConfig(), heldout: list[dict] | None = None,
+                       callback=None, progress: bool = True) -> dict:
+    """Train on the ranking loss; returns the log {"step", "rm/loss", "rm/accuracy", held-out accuracies}."""
+    from tqdm.auto import tqdm
+
+    generator = torch.Generator().manual_seed(config.seed)
+    optimizer = torch.optim.AdamW(reward_model.parameters(), lr=config.lr)
+    total_steps = config.epochs * math.ceil(len(comparisons) / config.batch_size)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1 - s / total_steps)
+    log = {"config": asdict(config), "step": [], "rm/loss": [], "rm/accuracy": []}
+    reward_model.train()
+    start = time.time()
+    step = 0
+    with tqdm(total=total_steps, desc="reward model", disable=not progress) as bar:
+        for _ in range(config.epochs):
+            order = torch.randperm(len(comparisons), generator=generator).tolist()
+            for i in range(0, len(order), config.batch_size):
+                batch = [comparisons[j] for j in order[i:i + config.batch_size]]
+                rewards = comparison_scores(reward_model, tokenizer, batch)   # (B, K)
+                loss = ranking_loss(rewards)
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f"reward-model loss became {loss.item()} at step {step}; "
+                                             f"lower RewardConfig.lr (now {config.lr})")
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(reward_model.parameters(), 1.0)
+                optimizer.step()
+                schedule.step()
+                metrics = {"rm/loss": loss.item(), "rm/accuracy": pairwise_accuracy(rewards.detach())}
+                for name, value in metrics.items():
+                    log[name].append(round(value, 4))
+                log["step"].append(step)
+                if callback is not None:
+                    callback(step, metrics)
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss.item():.3f}")
+                step += 1
+    reward_model.eval()
+    log["seconds"] = round(time.time() - start, 1)
+    if heldout:
+        log |= evaluate_reward_model(reward_model, tokenizer, heldout)
+    return log
+
+
+@torch.no_grad()
+def evaluate_reward_model(reward_model: RewardModel, tokenizer, comparisons: list[dict]) -> dict:
+    """Held-out accuracy: agreement with the labeler's ranking (pairs of different texts), and with gold.
+
+    The labeler's ranking is noisy, so even a perfect model agrees with it only as often as two labelers
+    agree with each other; agreement with the gold scores (pairs whose gold differs) has a ceiling of 1.
+    """
+    rewards = torch.cat([comparison_scores(reward_model, tokenizer, comparisons[i:i + 32])
+                         for i in range(0, len(comparisons), 32)])
+    gold = torch.tensor([c["gold"] for c in comparisons])                   # (B, K), in the labeler's order
+    distinct = torch.tensor([[[a != b for b in c["responses"]] for a in c["responses"]] for c in comparisons])
+    gold_order = torch.sign(gold[:, :, None] - gold[:, None, :])            # (B, K, K): +1 if i is truly better
+    agrees_gold = torch.sign(rewards[:, :, None] - rewards[:, None, :]) == gold_order
+    gold_differs = gold_order != 0
+    return {"rm/heldout_accuracy": pairwise_accuracy(rewards, distinct),
+            "rm/heldout_gold_accuracy": (agrees_gold & gold_differs).sum().item() / max(1, gold_differs.sum().item())}
+
+
+def split_heldout(items: list, fraction: float, seed: int) -> tuple[list, list]:
+    generator = torch.Generator().manual_seed(seed)
+    order = torch.randperm(len(items), generator=generator).tolist()
+    n_heldout = int(len(items) * fraction)
+    return [items[i] for i in order[n_heldout:]], [items[i] for i in order[:n_heldout]]
+
+
+def build_reward_model(sft_model, tokenizer, config: RewardConfig = RewardConfig(), base_model=None,
+                       labeler: SimulatedLabeler | None = None, callback=None, progress: bool = True):
+    """Collect comparisons, train the RM from the SFT model's weights, normalise it.
+
+    Of the K responses per prompt, `config.k_from_base` come from `base_model` (when given) and the rest
+    from the SFT model. Returns (reward_model, log, comparisons).
+    """
+    prompts = list(load_split("rm")["prompt"])
+    from_base = config.k_from_base if base_model is not None else 0
+    models = [(sft_model, config.k - from_base)] + ([(base_model, from_base)] if from_base else [])
+    comparisons = collect_comparisons(models, tokenizer, prompts, labeler, config.temperature,
+                                      config.max_new_tokens, config.seed)
+    train, heldout = split_heldout(comparisons, config.heldout_fraction, config.seed)
+    torch.manual_seed(config.seed)
+    reward_model = RewardModel.from_causal_lm(sft_model)
+    log = train_reward_model(reward_model, tokenizer, train, config, heldout, callback, progress)
+    demos = load_split("sft")
+    log["bias"] = normalise_reward(reward_model, tokenizer, list(demos["prompt"]), list(demos["response"]))
+    log["heldout"] = heldout
+    return reward_model, log, comparisons
+
+
+def load_or_train_reward_model(base: str = "tiny", config: RewardConfig = RewardConfig(), progress: bool = True):
+    """The reward model for `base`: loaded from runs/ if an earlier notebook saved it, else built and saved."""
+    path = RUNS_DIR / f"rm-{base}"
+    if (path / "head.safetensors").exists():
+        return RewardModel.from_pretrained(path)
+    sft_model, tokenizer = load_or_train_sft(base, progress=progress)
+    base_model, _ = load_base(base)
+    reward_model, _, _ = build_reward_model(sft_model, tokenizer, config, base_model, progress=progress)
+    reward_model.save_pretrained(path)
+    return reward_model

@@ -1,0 +1,127 @@
+"""The three stages learn: short runs with fixed seeds, asserted with margins that could fail."""
+import copy
+import random
+
+import pytest
+import torch
+from torch import nn
+
+from rlhf_core import SimulatedLabeler, load_base, load_split
+from rlhf_core.evaluate import sample_responses
+from rlhf_core.heads import RewardModel, ValueModel
+from rlhf_core.ppo import PPOConfig, PPOTrainer
+from rlhf_core.reward import (RewardConfig, collect_comparisons, evaluate_reward_model, pairwise_accuracy,
+                              split_heldout, train_reward_model)
+from rlhf_core.sft import SFTConfig, batch_sft_loss, sft_batch, train_sft
+from rlhf_core.world import all_tasks, flawed_response, ideal_response
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    torch.manual_seed(0)
+    return load_base("tiny")
+
+
+def test_sft_batch_masks_only_the_response_and_its_eos(tiny):
+    _, tok = tiny
+    input_ids, attention_mask, response_mask = sft_batch(tok, ["Human: What does a cow say?\nAssistant:"],
+                                                         [" A cow says moo."])
+    targets = input_ids[response_mask].tolist()
+    assert tok.decode(targets[:-1]) == " A cow says moo." and targets[-1] == tok.eos_token_id
+    assert not response_mask[~attention_mask].any()
+
+
+def test_sft_learns_the_demonstrations(tiny):
+    model, tok = copy.deepcopy(tiny[0]), tiny[1]
+    demos = list(load_split("sft"))[:48]
+    prompts, responses = [d["prompt"] for d in demos], [d["response"] for d in demos]
+    with torch.no_grad():
+        before = batch_sft_loss(model, tok, prompts, responses).item()
+    log = train_sft(model, tok, SFTConfig(epochs=3, val_fraction=0.0), demonstrations=demos, progress=False)
+    with torch.no_grad():
+        after = batch_sft_loss(model, tok, prompts, responses).item()
+    assert after < 0.8 * before, (before, after)
+    assert log["sft/loss"][-1] < log["sft/loss"][0]
+    # and the labeler likes what it now writes better than what the base model wrote
+    lab = SimulatedLabeler()
+    gold = lambda m: sum(lab.score(p, r) for p, r in zip(prompts, sample_responses(m, tok, prompts, seed=1)))
+    assert gold(model) > gold(tiny[0]) + 0.5 * len(prompts), "SFT did not raise the gold score"
+
+
+def test_sft_stops_with_a_clear_error_on_nan(tiny):
+    model, tok = copy.deepcopy(tiny[0]), tiny[1]
+    with torch.no_grad():
+        model.transformer.wte.weight[0, 0] = float("nan")
+    with pytest.raises((ValueError, FloatingPointError), match="NaN|nan"):
+        train_sft(model, tok, SFTConfig(epochs=1), demonstrations=list(load_split("sft"))[:8], progress=False)
+
+
+def test_pairwise_accuracy_counts_pairs_in_order():
+    rewards = torch.tensor([[3.0, 2.0, 1.0], [1.0, 2.0, 3.0]])
+    assert pairwise_accuracy(rewards) == 0.5
+    only_first_row = torch.zeros(2, 3, 3, dtype=torch.bool)
+    only_first_row[0] = True
+    assert pairwise_accuracy(rewards, only_first_row) == 1.0
+
+
+def test_collect_comparisons_ranks_k_responses_per_prompt(tiny):
+    model, tok = tiny
+    prompts = list(load_split("rm")["prompt"])[:3]
+    comps = collect_comparisons([(model, 3), (model, 1)], tok, prompts, SimulatedLabeler(noise_std=0.0))
+    assert [len(c["responses"]) for c in comps] == [4, 4, 4]
+    for c in comps:  # a noiseless labeler ranks by gold
+        assert c["gold"] == sorted(c["gold"], reverse=True)
+    with pytest.raises(ValueError, match="K = 10"):
+        collect_comparisons([(model, 10)], tok, prompts)
+
+
+def test_reward_model_learns_the_labelers_preferences(tiny):
+    # Comparisons of internet-quality answers (good, rude, wrong, rambling...) ranked by a noisy labeler
+    model, tok = tiny
+    rng, tasks, lab = random.Random(0), all_tasks(), SimulatedLabeler(seed=3)
+    comps = []
+    for task in rng.sample(tasks, 120):
+        responses = [ideal_response(task, rng)] + [flawed_response(task, f, rng, tasks) for f in ("rude", "repeat", "short")]
+        order = lab.rank(task.prompt, responses)
+        ranked = [responses[i] for i in order]
+        comps.append({"prompt": task.prompt, "responses": ranked, "gold": [lab.score(task.prompt, r) for r in ranked]})
+    train, heldout = split_heldout(comps, 0.25, seed=0)
+    torch.manual_seed(0)
+    reward_model = RewardModel.from_causal_lm(model)
+    before = evaluate_reward_model(reward_model, tok, heldout)["rm/heldout_gold_accuracy"]
+    log = train_reward_model(reward_model, tok, train, RewardConfig(epochs=2, k=4, batch_size=4), heldout, progress=False)
+    assert log["rm/heldout_gold_accuracy"] > 0.8 and log["rm/heldout_gold_accuracy"] > before + 0.2, (before, log)
+    assert log["rm/loss"][-1] < log["rm/loss"][0]
+
+
+class LengthPenalty(nn.Module):
+    """A stand-in reward model: −0.3 per real token of prompt + response. Prompts are fixed, so only shorter
+    responses raise it — a reward whose optimum we know."""
+
+    def forward(self, input_ids, attention_mask):
+        return -0.3 * attention_mask.sum(1).float()
+
+
+def test_ppo_raises_the_reward_within_a_few_iterations(tiny):
+    model, tok = copy.deepcopy(tiny[0]), tiny[1]
+    config = PPOConfig(iterations=6, batch_size=32, minibatch_size=16, ppo_epochs=2, lr=3e-4, init_kl_coef=0.01,
+                       max_new_tokens=24, missing_eos_penalty=0.0, seed=0)
+    trainer = PPOTrainer(model, tok, LengthPenalty(), config, prompts=list(load_split("ppo")["prompt"])[:64],
+                         value_model=ValueModel.from_causal_lm(model), labeler=SimulatedLabeler())
+    history = trainer.train(progress=False)
+    lengths = history["objective/length"]
+    assert lengths[-1] < 0.7 * lengths[0], lengths
+    assert history["objective/score"][-1] > history["objective/score"][0] + 1.0, history["objective/score"]
+    assert all(0 <= c <= 1 for c in history["policy/clipfrac"])
+    assert history["objective/kl"][0] == pytest.approx(0.0, abs=1e-4)  # the policy starts as the reference
+
+
+def test_ppo_rejects_a_nan_loss(tiny):
+    model, tok = copy.deepcopy(tiny[0]), tiny[1]
+    config = PPOConfig(iterations=1, batch_size=8, minibatch_size=8, ppo_epochs=1, seed=0)
+    trainer = PPOTrainer(model, tok, LengthPenalty(), config, prompts=list(load_split("ppo")["prompt"])[:8],
+                         value_model=ValueModel.from_causal_lm(model), labeler=SimulatedLabeler())
+    with torch.no_grad():
+        trainer.value_model.head.weight.fill_(float("nan"))
+    with pytest.raises((FloatingPointError, ValueError), match="(?i)nan"):
+        trainer.train(progress=False)

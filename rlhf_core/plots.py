@@ -124,7 +124,13 @@ def model_color(name: str) -> str:
     key = name.strip().lower().replace("-", "_").replace(" ", "_")
     if key in MODEL_COLORS:
         return MODEL_COLORS[key]
-    return _FALLBACK_COLORS[sum(map(ord, key)) % len(_FALLBACK_COLORS)]  # stable across runs
+    # Other names get the next unused fallback colour, remembered for the session: distinct and consistent.
+    if key not in _ASSIGNED:
+        _ASSIGNED[key] = _FALLBACK_COLORS[len(_ASSIGNED) % len(_FALLBACK_COLORS)]
+    return _ASSIGNED[key]
+
+
+_ASSIGNED: dict[str, str] = {}
 
 
 def _check_metric_names(names: Sequence[str]) -> None:
@@ -361,8 +367,11 @@ class _Panels:
             latest = []
             for name, line in zip(names, lines):
                 y = list(cols.get(name, []))
-                line.set_data(x[: len(y)], y)
-                line.set_marker("o" if len(y) <= 30 else "")
+                # Only the finite points: a metric logged at some steps (a validation loss per epoch) has NaN
+                # in between, which would break every segment of its line.
+                points = [(xi, yi) for xi, yi in zip(x, y) if yi is not None and math.isfinite(yi)]
+                line.set_data([p[0] for p in points], [p[1] for p in points])
+                line.set_marker("o" if len(points) <= 30 else "")
                 value = _latest(y)
                 label = name if len(names) == 1 else name.rsplit("/", 1)[-1]
                 latest.append(label if value is None else f"{label} = {value:.3g}")

@@ -48,6 +48,7 @@ class PPOConfig:
     temperature: float = 1.0       # sampling temperature; log-probs use the same
     max_new_tokens: int = 32
     missing_eos_penalty: float = 1.0  # subtracted from the score of responses cut off before their EOS
+    value_head_from_rm: bool = False  # False: the critic keeps the RM's body but its head starts at V = 0, see below
     ptx_coef: float = 0.0          # γ of PPO-ptx (InstructGPT eq. 2); 0 is plain PPO
     ptx_batch_size: int = 8        # pretraining windows per gradient step when ptx_coef > 0
     seed: int = 0
@@ -77,7 +78,15 @@ class PPOTrainer:
         self.policy = policy
         self.ref_model = (ref_model or copy.deepcopy(policy)).eval().requires_grad_(False)
         self.reward_model = reward_model.eval().requires_grad_(False)
-        self.value_model = value_model or ValueModel.from_reward_model(reward_model)
+        if value_model is None:
+            value_model = ValueModel.from_reward_model(reward_model)
+            if not config.value_head_from_rm:
+                # The RM's head was trained only at the last token; at earlier positions its outputs are
+                # arbitrary (±5 here), and those values would drown the advantages. Keep the RM's body,
+                # start the head at V = 0 — the normalised score of a demonstration.
+                torch.nn.init.zeros_(value_model.head.weight)
+                torch.nn.init.zeros_(value_model.head.bias)
+        self.value_model = value_model
         self.value_model.requires_grad_(True)
         self.labeler = labeler or SimulatedLabeler(seed=config.seed)
         self.prompts = prompts if prompts is not None else list(load_split("ppo")["prompt"])

@@ -115,9 +115,12 @@ def load_base(name: str = "tiny", attn_implementation: str = "sdpa"):
                                                      dtype=torch.float32, **kwargs)
         return model, tokenizer
 
+    if is_local and not (Path(source) / "config.json").exists():
+        raise FileNotFoundError(f"{source} is not a complete checkpoint: it has no config.json. Point load_base "
+                                "at a folder that save_pretrained wrote (model and tokenizer).")
     try:  # a local folder or the Hugging Face cache first: no network needed
         model, tokenizer = fetch(local_files_only=True)
-    except OSError as error:  # transformers turns missing files and cache misses into OSError subclasses
+    except (OSError, ValueError) as error:  # missing files, cache misses; a folder without a tokenizer
         if is_local:
             raise FileNotFoundError(f"{source} is not a complete checkpoint ({error}). Point load_base at a "
                                     "folder that save_pretrained wrote.") from None

@@ -30,7 +30,7 @@ from .sequences import Rollout, forward_response, generate, response_logprobs
 
 @dataclass
 class PPOConfig:
-    iterations: int = 40           # rollouts of `batch_size` episodes each
+    iterations: int = 30           # rollouts of `batch_size` episodes each (InstructGPT: 256k episodes)
     batch_size: int = 64           # episodes (prompts) per rollout
     minibatch_size: int = 16       # episodes per gradient step
     ppo_epochs: int = 4            # passes over each rollout
@@ -43,7 +43,7 @@ class PPOConfig:
     lam: float = 0.95              # GAE λ (Ziegler et al. 2019)
     init_kl_coef: float = 0.1      # β at the start
     adaptive_kl: bool = True       # adaptive controller (Ziegler et al.) or a fixed β
-    kl_target: float = 3.0         # nats per response: our responses are ~10 tokens, Ziegler's 6 was for 24+
+    kl_target: float = 2.0         # nats per response: our answers are ~10 tokens (Ziegler et al.: 6 nats)
     kl_horizon: int = 10000        # episodes over which β moves by at most ±20 %
     temperature: float = 1.0       # sampling temperature; log-probs use the same
     max_new_tokens: int = 32

@@ -28,7 +28,7 @@ def test_tokenizer_round_trips_text_and_knows_the_worlds_words(tiny):
     text = "Human: What is the capital of Mexico?\nAssistant: The capital of Mexico is Mexico City."
     ids = tok(text, add_special_tokens=False)["input_ids"]
     assert tok.decode(ids) == text
-    assert len(ids) <= 20  # whole words are single tokens: a small, fast vocabulary
+    assert len(ids) <= 24  # (20 words and marks) whole words are single tokens: a small, fast vocabulary
     assert len(tok) <= 1100
 
 

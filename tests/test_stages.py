@@ -104,7 +104,7 @@ class LengthPenalty(nn.Module):
 
 def test_ppo_raises_the_reward_within_a_few_iterations(tiny):
     model, tok = copy.deepcopy(tiny[0]), tiny[1]
-    config = PPOConfig(iterations=6, batch_size=32, minibatch_size=16, ppo_epochs=2, lr=3e-4, init_kl_coef=0.01,
+    config = PPOConfig(iterations=8, batch_size=32, minibatch_size=16, ppo_epochs=4, lr=3e-4, init_kl_coef=0.01,
                        max_new_tokens=24, missing_eos_penalty=0.0, seed=0)
     trainer = PPOTrainer(model, tok, LengthPenalty(), config, prompts=list(load_split("ppo")["prompt"])[:64],
                          value_model=ValueModel.from_causal_lm(model), labeler=SimulatedLabeler())

@@ -156,3 +156,18 @@ def save_checkpoint(model, tokenizer, out_dir: str | Path) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out_dir
+
+
+def gradient_step(loss, model, optimizer, where: str, fix: str, max_grad_norm: float = 1.0) -> None:
+    """One optimizer step on `loss`, with gradient clipping; a non-finite loss stops training with advice.
+
+    where: names the stage and step in the error ("SFT step 12"); fix: what to change ("lower SFTConfig.lr").
+    """
+    import torch
+
+    if not torch.isfinite(loss):
+        raise FloatingPointError(f"{where}: the loss became {loss.item()}; {fix}")
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+    optimizer.step()

@@ -19,7 +19,8 @@ from pathlib import Path
 import torch
 
 from .data import load_split
-from .models import SHIPPED, build_tokenizer, count_parameters, gpt2_config, new_model, save_checkpoint
+from .models import (SHIPPED, build_tokenizer, count_parameters, gpt2_config, gradient_step, new_model,
+                     save_checkpoint)
 
 MODEL_SIZES = {  # shape of each shipped model; small has > 4x tiny's parameters and fits in 20 MB of float32
     "tiny": dict(n_layer=4, n_embd=128, n_head=4),
@@ -110,13 +111,8 @@ def pretrain(config: PretrainConfig = PretrainConfig(), tokenizer=None, progress
             group["lr"] = learning_rate(step, config)
         batch = random_windows(train_stream, config.batch_size, config.seq_len, generator)  # (B, T)
         loss = model(input_ids=batch, attention_mask=torch.ones_like(batch), labels=batch).loss
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"pretraining loss became {loss.item()} at step {step}; lower lr "
-                                     f"(now {config.lr}) or raise warmup_steps")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
+        gradient_step(loss, model, optimizer, f"pretraining, step {step}",
+                      f"lower PretrainConfig.lr (now {config.lr}) or raise warmup_steps")
         log["step"].append(step)
         log["loss"].append(round(loss.item(), 4))
         if (step + 1) % config.eval_every == 0 or step + 1 == config.steps:

@@ -20,7 +20,7 @@ from .heads import RewardModel, normalise_reward
 from .labeler import SimulatedLabeler
 from .losses import ranking_loss
 from .sequences import concat_query_response, tokenize_prompts, tokenize_responses
-from .models import load_base
+from .models import gradient_step, load_base
 from .sft import RUNS_DIR, load_or_train_sft
 
 
@@ -111,13 +111,8 @@ def train_reward_model(reward_model: RewardModel, tokenizer, comparisons: list[d
                 batch = [comparisons[j] for j in order[i:i + config.batch_size]]
                 rewards = comparison_scores(reward_model, tokenizer, batch)   # (B, K)
                 loss = ranking_loss(rewards)
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(f"reward-model loss became {loss.item()} at step {step}; "
-                                             f"lower RewardConfig.lr (now {config.lr})")
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(reward_model.parameters(), 1.0)
-                optimizer.step()
+                gradient_step(loss, reward_model, optimizer, f"reward model, step {step}",
+                              f"lower RewardConfig.lr (now {config.lr})")
                 schedule.step()
                 metrics = {"rm/loss": loss.item(), "rm/accuracy": pairwise_accuracy(rewards.detach())}
                 for name, value in metrics.items():

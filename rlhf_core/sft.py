@@ -16,7 +16,7 @@ import torch
 
 from .data import load_split
 from .losses import sft_loss
-from .models import load_base, save_checkpoint
+from .models import gradient_step, load_base, save_checkpoint
 from .sequences import concat_query_response, position_ids_from_mask, tokenize_prompts, tokenize_responses
 from .world import DATA_DIR
 
@@ -84,13 +84,7 @@ def train_sft(model, tokenizer, config: SFTConfig = SFTConfig(), demonstrations=
         for i in range(0, len(train), config.batch_size):
             batch = [train[j] for j in perm[i:i + config.batch_size]]
             loss = batch_sft_loss(model, tokenizer, [r["prompt"] for r in batch], [r["response"] for r in batch])
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"SFT loss became {loss.item()} at step {step}; lower SFTConfig.lr "
-                                         f"(now {config.lr})")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
+            gradient_step(loss, model, optimizer, f"SFT, step {step}", f"lower SFTConfig.lr (now {config.lr})")
             schedule.step()
             metrics = {"sft/loss": loss.item()}
             log["step"].append(step)

@@ -3,8 +3,9 @@
 import pytest
 import torch
 import torch.nn.functional as F
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-from transformers import AutoModelForCausalLM, GPT2Config, PreTrainedTokenizerFast
+from transformers import AutoModelForCausalLM, GPT2Config
+
+from rlhf_core.models import build_tokenizer
 
 from rlhf_core.sequences import (
     Rollout,
@@ -36,19 +37,8 @@ PROMPTS = [
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    """A byte-level BPE trained on a few sentences; pad is its own token, eos = bos."""
-    bpe = Tokenizer(models.BPE())
-    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    bpe.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=400, special_tokens=["<|endoftext|>", "<|pad|>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False,
-    )
-    bpe.train_from_iterator(SENTENCES, trainer)
-    return PreTrainedTokenizerFast(
-        tokenizer_object=bpe, bos_token="<|endoftext|>", eos_token="<|endoftext|>",
-        pad_token="<|pad|>", padding_side="left",
-    )
+    """A byte-level BPE trained on a few sentences, the course's recipe: pad is its own token, eos = bos."""
+    return build_tokenizer(SENTENCES, vocab_size=400)
 
 
 def tiny_model(tokenizer, seed=0):

@@ -165,6 +165,7 @@ def build_reward_model(sft_model, tokenizer, config: RewardConfig = RewardConfig
     prompts = list(load_split("rm")["prompt"])
     from_base = config.k_from_base if base_model is not None else 0
     models = [(sft_model, config.k - from_base)] + ([(base_model, from_base)] if from_base else [])
+    labeler = labeler or SimulatedLabeler(seed=config.seed + 100)  # the ranking labeler (the judge uses config.seed)
     comparisons = collect_comparisons(models, tokenizer, prompts, labeler, config.temperature,
                                       config.max_new_tokens, config.seed)
     train, heldout = split_heldout(comparisons, config.heldout_fraction, config.seed)

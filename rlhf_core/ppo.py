@@ -1,6 +1,6 @@
 """Stage 3: PPO against the reward model with a per-token KL penalty to the SFT model (InstructGPT eq. 2).
 
-One iteration, CleanRL-style, top to bottom in `ppo_iteration`:
+One iteration, CleanRL-style, top to bottom in `PPOTrainer.step` (make_batch, then update):
 
     1. rollout   sample a response per prompt from the policy π_RL (dropout off)
     2. score     r_θ(x, y) from the reward model, log π_SFT from the frozen reference, V from the critic
@@ -10,7 +10,13 @@ One iteration, CleanRL-style, top to bottom in `ppo_iteration`:
                  (+ γ_ptx · pretraining log-likelihood for PPO-ptx)
     6. β         the adaptive KL controller moves β towards the KL target (Ziegler et al. 2019)
 
-The value model is a separate network initialised from the reward model (InstructGPT App. C.4).
+The value model is a separate network initialised from the reward model (InstructGPT App. C.4), with its head
+started at V = 0 (see PPOTrainer.__init__).
+
+What to expect here: our ~1M-parameter reward model learns insults, refusals and rambling but is near chance
+on facts and sums (notebook 03), and those are what the SFT model still gets wrong. PPO optimises the proxy it is
+given: with a larger learning rate or a weaker KL penalty the reward-model score rises while the gold score
+falls — reward hacking (Gao et al. 2022). The defaults are the gentlest settings we found.
 """
 from __future__ import annotations
 

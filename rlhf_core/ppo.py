@@ -50,7 +50,7 @@ class PPOConfig:
     init_kl_coef: float = 0.2      # β at the start (InstructGPT: 0.02, with a far better reward model)
     adaptive_kl: bool = True       # adaptive controller (Ziegler et al.) or a fixed β
     kl_target: float = 1.0         # nats per response: our answers are ~10 tokens (Ziegler et al.: 6 nats)
-    kl_horizon: int = 10000        # episodes over which β moves by at most ±20 %
+    kl_horizon: int = 2000         # β moves by at most ±20 % per `kl_horizon` episodes (Ziegler et al.: 10 000)
     temperature: float = 1.0       # sampling temperature; log-probs use the same
     max_new_tokens: int = 32
     missing_eos_penalty: float = 1.0  # subtracted from the score of responses cut off before their EOS
@@ -81,8 +81,13 @@ class PPOTrainer:
                  ref_model=None, value_model: ValueModel | None = None, pretrain_stream: torch.Tensor | None = None):
         self.config = config
         self.tokenizer = tokenizer
-        self.policy = policy
+        # The policy trains; the reference is a frozen copy. (A deepcopy of a frozen model is frozen too,
+        # so switch the policy's gradients on explicitly rather than inherit them.)
+        self.policy = policy.requires_grad_(True)
         self.ref_model = (ref_model or copy.deepcopy(policy)).eval().requires_grad_(False)
+        if any(p is q for p in self.policy.parameters() for q in self.ref_model.parameters()):
+            raise ValueError("the policy and the reference model share parameters; pass copy.deepcopy(sft) as the "
+                             "policy and the SFT model itself as ref_model")
         self.reward_model = reward_model.eval().requires_grad_(False)
         if value_model is None:
             value_model = ValueModel.from_reward_model(reward_model)

@@ -125,3 +125,19 @@ def test_ppo_rejects_a_nan_loss(tiny):
         trainer.value_model.head.weight.fill_(float("nan"))
     with pytest.raises((FloatingPointError, ValueError), match="(?i)nan"):
         trainer.train(progress=False)
+
+
+def test_a_second_trainer_from_the_same_sft_model_still_trains(tiny):
+    # PPOTrainer freezes its reference; a later deepcopy of that reference must still be trainable.
+    sft, tok = copy.deepcopy(tiny[0]), tiny[1]
+    config = PPOConfig(iterations=1, batch_size=8, minibatch_size=8, ppo_epochs=1, lr=1e-3, seed=0)
+    prompts = list(load_split("ppo")["prompt"])[:8]
+    for _ in range(2):
+        trainer = PPOTrainer(copy.deepcopy(sft), tok, LengthPenalty(), config, prompts=prompts, ref_model=sft,
+                             value_model=ValueModel.from_causal_lm(sft), labeler=SimulatedLabeler())
+        before = [p.clone() for p in trainer.policy.parameters()]
+        trainer.train(progress=False)
+        assert any(not torch.equal(a, b) for a, b in zip(before, trainer.policy.parameters()))
+    with pytest.raises(ValueError, match="share parameters"):
+        PPOTrainer(sft, tok, LengthPenalty(), config, prompts=prompts, ref_model=sft,
+                   value_model=ValueModel.from_causal_lm(sft))

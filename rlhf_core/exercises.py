@@ -752,13 +752,18 @@ def check_ppo_policy_loss(ppo_policy_loss: Callable) -> None:
 
     _gradient_and_stats_probes(call, reference_out, random_batch(3), "logprobs", name)
 
-    for seed in range(20):
-        batch, clip_range = random_batch(seed), (0.2, 0.1, 0.3)[seed % 3]
+    _match_random_batches(run, reference, name, (0.2, 0.1, 0.3))
+    print("✓ ppo_policy_loss matches the reference on 20 random batches (A of both signs, ρ in and out of the clip)")
+
+
+def _match_random_batches(run, reference, name: str, clip_ranges: tuple, n: int = 20) -> None:
+    """The clipped losses against the reference on `n` random batches, cycling through `clip_ranges`."""
+    for seed in range(n):
+        batch, clip_range = random_batch(seed), clip_ranges[seed % len(clip_ranges)]
         got, expected = run(batch, clip_range, f"random batch {seed}"), reference(batch, clip_range)
         if not _close(got, expected):
-            _fail(f"ppo_policy_loss does not match the reference on random batch {seed} "
+            _fail(f"{name} does not match the reference on random batch {seed} "
                   f"(clip_range = {clip_range}): {got.item():.6g} vs {expected.item():.6g}.")
-    print("✓ ppo_policy_loss matches the reference on 20 random batches (A of both signs, ρ in and out of the clip)")
 
 
 def check_value_loss(value_loss: Callable) -> None:
@@ -825,12 +830,7 @@ def check_value_loss(value_loss: Callable) -> None:
 
     _gradient_and_stats_probes(call, reference_out, random_batch(3), "values", name)
 
-    for seed in range(20):
-        batch, clip_range = random_batch(seed), (0.2, 0.1, 0.5)[seed % 3]
-        got, expected = run(batch, clip_range, f"random batch {seed}"), reference(batch, clip_range)
-        if not _close(got, expected):
-            _fail(f"value_loss does not match the reference on random batch {seed} "
-                  f"(clip_range = {clip_range}): {got.item():.6g} vs {expected.item():.6g}.")
+    _match_random_batches(run, reference, name, (0.2, 0.1, 0.5))
     print("✓ value_loss matches the reference on 20 random batches (values near and far from the old values)")
 
 

@@ -141,3 +141,14 @@ def test_a_second_trainer_from_the_same_sft_model_still_trains(tiny):
     with pytest.raises(ValueError, match="share parameters"):
         PPOTrainer(sft, tok, LengthPenalty(), config, prompts=prompts, ref_model=sft,
                    value_model=ValueModel.from_causal_lm(sft))
+
+
+def test_ppo_ptx_mixes_in_the_pretraining_loss(tiny):
+    # PPO-ptx (InstructGPT eq. 2, γ > 0): the policy also keeps a language-modelling loss on pretraining text
+    model, tok = copy.deepcopy(tiny[0]), tiny[1]
+    config = PPOConfig(iterations=1, batch_size=8, minibatch_size=8, ppo_epochs=1, ptx_coef=1.0, seed=0)
+    trainer = PPOTrainer(model, tok, LengthPenalty(), config, prompts=list(load_split("ppo")["prompt"])[:8],
+                         value_model=ValueModel.from_causal_lm(model), labeler=SimulatedLabeler())
+    history = trainer.train(progress=False)
+    ptx = history["ppo/ptx_loss"][0]
+    assert 0.2 < ptx < 3.0, ptx  # the base model's own next-token loss on its corpus is about 0.64

@@ -62,6 +62,8 @@ METRICS: "OrderedDict[str, str]" = OrderedDict(
         ("objective/kl_coef", "β, the KL penalty coefficient (moved by the adaptive KL "
                               "controller)"),
         ("objective/total", "score − β·KL: the objective PPO maximises (mean over episodes)"),
+        ("objective/length", "response tokens per episode, EOS included (mean over episodes)"),
+        ("policy/loss", "clipped surrogate loss max(−A·ρ, −A·clip(ρ)), mean over response tokens"),
         ("policy/clipfrac", "fraction of response tokens whose probability ratio was clipped "
                             "to [1 − ε, 1 + ε]"),
         ("policy/approx_kl", "estimated KL between the policy that sampled the batch and the "
@@ -75,7 +77,10 @@ METRICS: "OrderedDict[str, str]" = OrderedDict(
         ("sft/loss", "SFT cross-entropy per response token on the training batch (nats)"),
         ("sft/val_loss", "SFT cross-entropy per response token on held-out demonstrations (nats)"),
         ("rm/loss", "reward-model ranking loss −log σ(r_better − r_worse), mean over pairs"),
-        ("rm/accuracy", "fraction of comparison pairs the reward model orders like the labeler"),
+        ("rm/accuracy", "fraction of the batch's comparison pairs the reward model orders like the labeler "
+                        "(pairs of identical texts tie, so its ceiling is below 1)"),
+        ("rm/heldout_accuracy", "held-out: agreement with the labeler's ranking on pairs of different texts"),
+        ("rm/heldout_gold_accuracy", "held-out: agreement with the gold scores on pairs whose gold differs"),
         ("time/iteration", "wall-clock seconds per iteration (sampling, scoring and updates)"),
     ]
 )
@@ -87,7 +92,8 @@ _UNITS = {
     "policy/approx_kl": "nats / token", "policy/entropy": "nats / token", "value/loss": "MSE",
     "value/clipfrac": "fraction", "ppo/ptx_loss": "nats / token", "sft/loss": "nats / token",
     "sft/val_loss": "nats / token", "rm/loss": "nats / pair", "rm/accuracy": "fraction",
-    "time/iteration": "seconds",
+    "time/iteration": "seconds", "objective/length": "tokens", "policy/loss": "loss",
+    "rm/heldout_accuracy": "fraction", "rm/heldout_gold_accuracy": "fraction",
 }
 
 # Fixed colours for metrics that share a panel, so "gold" is gold in every notebook.

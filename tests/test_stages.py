@@ -114,6 +114,8 @@ def test_ppo_raises_the_reward_within_a_few_iterations(tiny):
     assert history["objective/score"][-1] > history["objective/score"][0] + 1.0, history["objective/score"]
     assert all(0 <= c <= 1 for c in history["policy/clipfrac"])
     assert history["objective/kl"][0] == pytest.approx(0.0, abs=1e-4)  # the policy starts as the reference
+    from rlhf_core.plots import METRICS
+    assert set(history) - {"iteration", "samples"} <= set(METRICS), "every logged metric is defined once, in METRICS"
 
 
 def test_ppo_rejects_a_nan_loss(tiny):

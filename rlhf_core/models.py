@@ -20,13 +20,11 @@ from .world import DATA_DIR
 EOS_TOKEN = "<|endoftext|>"  # also BOS: GPT-2's convention
 PAD_TOKEN = "<|pad|>"
 SHIPPED = {"tiny": DATA_DIR / "base-tiny", "small": DATA_DIR / "base-small"}
-HUB_MODELS = ("gpt2", "distilgpt2", "gpt2-medium", "gpt2-large", "gpt2-xl")
 
 
 def build_tokenizer(texts, vocab_size: int = 1024):
     """Train a byte-level BPE tokenizer (GPT-2's kind) on `texts`, wrapped as a transformers tokenizer."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
 
     bpe = Tokenizer(models.BPE())
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)

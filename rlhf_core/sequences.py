@@ -115,7 +115,7 @@ def forward_response(model, query_ids, query_mask, response_ids, response_mask, 
     temperature: they are the logits of the policy pi whose log-probs are returned, ready for an
     entropy bonus without a second pass. logprobs are 0 on padding; response_logits are not masked.
     """
-    P, T = query_ids.shape[1], response_ids.shape[1]
+    T = response_ids.shape[1]
     input_ids, attention_mask = concat_query_response(query_ids, query_mask, response_ids, response_mask)
     out = model(
         input_ids=input_ids,  # (B, L)

@@ -2,14 +2,19 @@
 
     python -m rlhf_core.pipeline --out runs/pipeline [--seed 0] [--model tiny]
 
-Writes DIR/results.json (gold scores, win rates with 95 % intervals, KL to SFT, reward-model accuracy, labeler
-agreement, seconds per stage), DIR/ppo.png (the training curves) and DIR/rates.png (failure rates per model).
-Every measurement is on the held-out "eval" prompts, judged by the simulated labeler's gold score.
+Besides the three stages it trains what the paper's comparisons need: a PPO-ptx policy (pretraining
+log-likelihood mixed into PPO) and the larger base model given SFT only. Writes DIR/results.json — gold scores,
+the win rates of `evaluate.WIN_RATE_PAIRS` with 95 % intervals, hallucination / toxicity / instruction-following
+rates, toxicity with a "be respectful" turn, the alignment tax (perplexity on held-out pretraining text), KL to
+SFT, reward-model accuracy, labeler agreement, seconds per stage — and DIR/ppo.png (the training curves),
+DIR/rates.png (failure rates per model) and DIR/win_rates.png. Every measurement is on the held-out "eval"
+prompts, judged by the simulated labeler's gold score.
 """
 from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import json
 import time
 from dataclasses import asdict, dataclass, field
@@ -18,7 +23,7 @@ from pathlib import Path
 import torch
 
 from .data import load_split
-from .evaluate import evaluate_model, policy_kl, win_rate
+from .evaluate import evaluate_suite, policy_kl
 from .labeler import SimulatedLabeler, pairwise_agreement
 from .models import load_base
 from .ppo import PPOConfig, PPOTrainer
@@ -33,6 +38,8 @@ class PipelineConfig:
     sft: SFTConfig = field(default_factory=SFTConfig)
     reward: RewardConfig = field(default_factory=RewardConfig)
     ppo: PPOConfig = field(default_factory=PPOConfig)
+    ptx_coef: float = 1.0                    # γ of the PPO-ptx run (InstructGPT eq. 2); 0 skips that run
+    small_model: str | None = "small"        # the larger base model given SFT only ("size isn't everything")
 
     def with_seed(self, seed: int) -> "PipelineConfig":
         config = copy.deepcopy(self)
@@ -56,55 +63,76 @@ def run_pipeline(config: PipelineConfig = PipelineConfig(), out_dir: str | Path 
     """Run every stage with `config` and return the results dict (also written to out_dir/results.json)."""
     torch.manual_seed(config.seed)
     prompts = list(load_split("eval")["prompt"])
-    judge = SimulatedLabeler(seed=config.seed)          # the gold judge: only its deterministic score is used
-    sampling = {"seed": config.seed}
-    seconds, evaluations = {}, {}
+    seconds, models, histories = {}, {}, {}
+
+    def timed(stage):
+        seconds[stage] = time.time() - start
 
     start = time.time()
-    base, tokenizer = load_base(config.model)
-    evaluations["base"] = evaluate_model(base, tokenizer, prompts, judge, **sampling)
-    seconds["base"] = time.time() - start
-    log(f"base: gold {evaluations['base'][2]['gold_score']:.2f}")
+    models["base"], tokenizer = load_base(config.model)
+    timed("base")
 
     start = time.time()
-    sft = copy.deepcopy(base)
-    train_sft(sft, tokenizer, config.sft, progress=progress)
-    evaluations["sft"] = evaluate_model(sft, tokenizer, prompts, judge, **sampling)
-    seconds["sft"] = time.time() - start
-    log(f"SFT: gold {evaluations['sft'][2]['gold_score']:.2f}")
+    models["sft"] = copy.deepcopy(models["base"])
+    train_sft(models["sft"], tokenizer, config.sft, progress=progress)
+    timed("sft")
 
     start = time.time()
-    reward_model, rm_log, comparisons = build_reward_model(sft, tokenizer, config.reward, base_model=base,
+    reward_model, rm_log, comparisons = build_reward_model(models["sft"], tokenizer, config.reward,
+                                                           base_model=models["base"],
                                                            labeler=SimulatedLabeler(seed=config.seed + 100),
                                                            progress=progress)
-    seconds["reward_model"] = time.time() - start
+    timed("reward_model")
     log(f"reward model: held-out accuracy {rm_log['rm/heldout_accuracy']:.3f} "
         f"(gold {rm_log['rm/heldout_gold_accuracy']:.3f})")
 
-    start = time.time()
-    trainer = PPOTrainer(copy.deepcopy(sft), tokenizer, reward_model, config.ppo, ref_model=sft,
-                         labeler=SimulatedLabeler(seed=config.seed + 200))
-    history = trainer.train(progress=progress)
-    evaluations["ppo"] = evaluate_model(trainer.policy, tokenizer, prompts, judge, **sampling)
-    seconds["ppo"] = time.time() - start
-    log(f"PPO: gold {evaluations['ppo'][2]['gold_score']:.2f}")
+    ppo_runs = {"ppo": config.ppo}
+    if config.ptx_coef > 0:
+        ppo_runs["ppo_ptx"] = dataclasses.replace(config.ppo, ptx_coef=config.ptx_coef)
+    for name, ppo_config in ppo_runs.items():
+        start = time.time()
+        torch.manual_seed(config.seed)
+        trainer = PPOTrainer(copy.deepcopy(models["sft"]), tokenizer, reward_model, ppo_config,
+                             ref_model=models["sft"], labeler=SimulatedLabeler(seed=config.seed + 200))
+        histories[name] = trainer.train(progress=progress)
+        models[name] = trainer.policy.eval()
+        timed(name)
 
-    gold = {name: [j.gold for j in ev[1]] for name, ev in evaluations.items()}
+    if config.small_model:
+        start = time.time()
+        models["small_sft"], small_tokenizer = load_base(config.small_model)
+        if small_tokenizer.get_vocab() != tokenizer.get_vocab():
+            raise ValueError(f"{config.small_model!r} and {config.model!r} use different tokenizers; "
+                             "the comparison needs one tokenizer (set small_model=None to skip it)")
+        train_sft(models["small_sft"], tokenizer, config.sft, progress=progress)
+        timed("small_sft")
+
+    start = time.time()
+    demos = load_split("sft")
+    suite = evaluate_suite(models, tokenizer, prompts, SimulatedLabeler(seed=config.seed), seed=config.seed,
+                           demonstrations=list(zip(demos["prompt"], demos["response"])), progress=progress)
+    kl = {f"{name}_vs_sft": policy_kl(models[name], models["sft"], tokenizer, prompts, seed=config.seed)
+          for name in ppo_runs}
+    timed("evaluation")
+
+    rates = suite["rates"]
     results = {
         "config": asdict(config),
-        "gold_score": {name: ev[2]["gold_score"] for name, ev in evaluations.items()},
-        "win_rate": {"ppo_vs_sft": win_rate(gold["ppo"], gold["sft"]).as_dict(),
-                     "ppo_vs_base": win_rate(gold["ppo"], gold["base"]).as_dict(),
-                     "sft_vs_base": win_rate(gold["sft"], gold["base"]).as_dict()},
-        "kl": {"ppo_vs_sft": policy_kl(trainer.policy, sft, tokenizer, prompts, seed=config.seed)},
+        "gold_score": suite["gold_score"],
+        "win_rate": {key: w.as_dict() for key, w in suite["win_rate"].items()},
+        "kl": kl,
         "rm_accuracy": rm_log["rm/heldout_accuracy"],
         "rm_gold_accuracy": rm_log["rm/heldout_gold_accuracy"],
         "labeler_agreement": comparison_agreement(rm_log["heldout"], config.seed),
-        "rates": {name: {k: v for k, v in ev[2].items() if k != "gold_score"} for name, ev in evaluations.items()},
+        **{rate: {name: r[rate] for name, r in rates.items()}
+           for rate in ("hallucination_rate", "toxicity_rate", "instruction_following_rate")},
+        "toxicity_rate_respectful": suite["toxicity_rate_respectful"],
+        "alignment_tax": suite["alignment_tax"],
+        "rates": rates,
         "seconds": {name: round(s, 1) for name, s in seconds.items()},
-        "samples": [{"prompt": p, **{name: evaluations[name][0][i] for name in evaluations}}
+        "samples": [{"prompt": p, **{name: suite["responses"][name][i] for name in suite["responses"]}}
                     for i, p in enumerate(prompts[:20])],
-        "ppo_history": {k: v for k, v in history.items() if k != "samples"},
+        "ppo_history": {k: v for k, v in histories["ppo"].items() if k != "samples"},
     }
     if out_dir is not None:
         write_outputs(results, Path(out_dir))
@@ -114,15 +142,21 @@ def run_pipeline(config: PipelineConfig = PipelineConfig(), out_dir: str | Path 
 
 def results_table(results: dict) -> str:
     """The results as a small text table (what the pipeline prints)."""
-    lines = ["", f"{'model':6s} {'gold':>6s} {'halluc.':>8s} {'toxic':>6s} {'follows':>8s}"]
+    lines = ["", f"{'model':13s} {'gold':>6s} {'halluc.':>8s} {'toxic':>6s} {'toxic*':>7s} {'follows':>8s} "
+                 f"{'perplexity':>10s}", "-" * 64]
     for name, gold in results["gold_score"].items():
         r = results["rates"][name]
-        lines.append(f"{name:6s} {gold:6.2f} {r['hallucination_rate']:8.1%} {r['toxicity_rate']:6.1%} "
-                     f"{r['instruction_following_rate']:8.1%}")
+        respectful = results["toxicity_rate_respectful"].get(name)
+        tax = results["alignment_tax"].get(name)
+        lines.append(f"{name:13s} {gold:6.2f} {r['hallucination_rate']:8.1%} {r['toxicity_rate']:6.1%} "
+                     f"{'' if respectful is None else f'{respectful:.1%}':>7s} {r['instruction_following_rate']:8.1%} "
+                     f"{'' if tax is None else f'{tax:.3f}':>10s}")
+    lines.append("toxic* = with a \"please be respectful\" turn first; perplexity on held-out pretraining text")
     lines.append("")
     for name, w in results["win_rate"].items():
-        lines.append(f"win rate {name:12s} {w['rate']:6.1%}  (95% CI {w['ci95'][0]:.1%}–{w['ci95'][1]:.1%})")
-    lines.append(f"KL(PPO ‖ SFT) {results['kl']['ppo_vs_sft']:.2f} nats per response")
+        lines.append(f"win rate {name:22s} {w['rate']:6.1%}  (95% CI {w['ci95'][0]:.1%}–{w['ci95'][1]:.1%})")
+    for name, kl in results["kl"].items():
+        lines.append(f"KL({name.removesuffix('_vs_sft').upper().replace('_', '-')} ‖ SFT) {kl:.2f} nats per response")
     lines.append(f"reward model held-out accuracy {results['rm_accuracy']:.1%} (labeler agreement on the same "
                  f"pairs {results['labeler_agreement']:.1%}; vs gold {results['rm_gold_accuracy']:.1%})")
     lines.append("seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in results["seconds"].items()))
@@ -133,7 +167,7 @@ def write_outputs(results: dict, out_dir: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
-    from .plots import bar_rates, plot_history, save_figure
+    from .plots import bar_rates, plot_history, save_figure, win_rate_figure
 
     out_dir.mkdir(parents=True, exist_ok=True)
     tmp = out_dir / ".results.json.tmp"
@@ -143,6 +177,7 @@ def write_outputs(results: dict, out_dir: Path) -> None:
     history = {"step": results["ppo_history"]["iteration"], **results["ppo_history"]}
     save_figure(plot_history(history, panels, title="PPO"), out_dir / "ppo.png")
     save_figure(bar_rates(results["rates"], title="Failure rates on held-out prompts"), out_dir / "rates.png")
+    save_figure(win_rate_figure(results["win_rate"]), out_dir / "win_rates.png")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -151,8 +186,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--model", default="tiny", help='"tiny", "small", or a from_pretrained name or folder')
     parser.add_argument("--ppo-iterations", type=int, default=None, help="override PPOConfig.iterations")
+    parser.add_argument("--ptx-coef", type=float, default=PipelineConfig.ptx_coef,
+                        help="γ of the PPO-ptx run (0 skips it)")
+    parser.add_argument("--small-model", default=PipelineConfig.small_model,
+                        help='the larger base model given SFT only ("none" skips it)')
     args = parser.parse_args(argv)
-    config = PipelineConfig(model=args.model).with_seed(args.seed)
+    small = None if args.small_model in (None, "", "none") else args.small_model
+    config = PipelineConfig(model=args.model, ptx_coef=args.ptx_coef, small_model=small).with_seed(args.seed)
     if args.ppo_iterations is not None:
         config.ppo.iterations = args.ppo_iterations
     run_pipeline(config, args.out)

@@ -228,3 +228,23 @@ class PPOTrainer:
             if callback is not None:
                 callback(self.iteration - 1, metrics, samples)
         return history
+
+
+def load_or_train_ppo(base: str = "tiny", config: PPOConfig = PPOConfig(), name: str = "ppo", progress: bool = True):
+    """A PPO policy for `base`: loaded from runs/{name}-{base} if saved (notebook 04 saves runs/ppo-tiny), else
+    trained from the SFT model against the reward model with `config` (both loaded or built the same way), and
+    saved there. Returns (policy, tokenizer)."""
+    from .models import load_base, save_checkpoint
+    from .reward import load_or_train_reward_model
+    from .sft import RUNS_DIR, load_or_train_sft
+
+    path = RUNS_DIR / f"{name}-{base}"
+    if (path / "model.safetensors").exists():
+        return load_base(str(path))
+    sft, tokenizer = load_or_train_sft(base, progress=progress)
+    reward_model = load_or_train_reward_model(base, progress=progress)
+    torch.manual_seed(config.seed)
+    trainer = PPOTrainer(copy.deepcopy(sft), tokenizer, reward_model, config, ref_model=sft)
+    trainer.train(progress=progress)
+    save_checkpoint(trainer.policy, tokenizer, path)
+    return trainer.policy.eval(), tokenizer

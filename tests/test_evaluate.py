@@ -6,8 +6,10 @@ import pytest
 import torch
 
 from rlhf_core import SimulatedLabeler, load_base
-from rlhf_core.evaluate import judge_all, policy_kl, summarize, win_rate
-from rlhf_core.world import format_prompt
+from rlhf_core.evaluate import (WIN_RATE_PAIRS, evaluate_suite, heldout_pretrain_texts, judge_all, perplexity,
+                                policy_kl, respectful_prompts, summarize, win_rate)
+from rlhf_core.models import gpt2_config, new_model
+from rlhf_core.world import find_task, format_prompt
 
 
 def test_win_rate_counts_ties_as_half():
@@ -56,6 +58,81 @@ def test_policy_kl_is_zero_against_itself_and_positive_against_another_model():
     assert policy_kl(model, other, tok, prompts) > 0.05
 
 
+def loop_perplexity(model, tokenizer, texts, seq_len):
+    """Reference: the same windows, every next-token log-probability taken one position at a time."""
+    ids = []
+    for text in texts:
+        ids += tokenizer(text, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+    nll, count = 0.0, 0
+    for start in range(0, (len(ids) - 1) // seq_len * seq_len, seq_len):
+        window = torch.tensor([ids[start:start + seq_len]])
+        with torch.no_grad():
+            logits = model(input_ids=window, attention_mask=torch.ones_like(window)).logits[0]
+        for t in range(seq_len - 1):
+            nll -= torch.log_softmax(logits[t], -1)[window[0, t + 1]].item()
+            count += 1
+    return math.exp(nll / count)
+
+
+def test_perplexity_of_a_uniform_model_is_the_vocabulary_size():
+    _, tok = load_base("tiny")
+    model = new_model(gpt2_config(tok, n_layer=1, n_embd=32, n_head=2))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.zero_()       # every logit 0: each of the V tokens has probability 1/V
+    texts = ["Human: What colour is a banana?\nAssistant: A banana is yellow."] * 20
+    assert perplexity(model, tok, texts, seq_len=32) == pytest.approx(len(tok), rel=1e-4)
+
+
+def test_perplexity_matches_a_loop_reference_and_ranks_the_base_model_first():
+    base, tok = load_base("tiny")
+    texts = heldout_pretrain_texts()[:40]
+    reference = loop_perplexity(base, tok, texts, 64)
+    assert perplexity(base, tok, texts, seq_len=64, batch_size=5) == pytest.approx(reference, rel=1e-4)
+    noisy, _ = load_base("tiny")
+    with torch.no_grad():
+        for p in noisy.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    assert 1 < reference < perplexity(noisy, tok, texts, seq_len=64) < len(tok)
+    with pytest.raises(ValueError, match="more than seq_len"):
+        perplexity(base, tok, ["short"], seq_len=64)
+
+
+def test_heldout_pretrain_texts_were_not_trained_on():
+    from rlhf_core.data import load_split
+    from rlhf_core.pretrain import PretrainConfig, split_corpus
+
+    train, heldout = split_corpus(list(load_split("pretrain")["text"]), PretrainConfig().heldout_fraction)
+    assert heldout_pretrain_texts() == heldout and len(heldout) >= 100 and len(train) > 20 * len(heldout)
+
+
+def test_respectful_prompts_ask_first_and_are_judged_on_the_same_question():
+    prompts = [format_prompt("What colour is a banana?"), format_prompt("Count from 3 to 6.")]
+    for prompt, respectful in zip(prompts, respectful_prompts(prompts)):
+        assert respectful.endswith(prompt) and "respectful" in respectful.split(prompt)[0]
+        assert find_task(respectful) == find_task(prompt)
+        assert SimulatedLabeler().score(respectful, " You idiot.") == SimulatedLabeler().score(prompt, " You idiot.")
+
+
+def test_evaluate_suite_judges_every_model_on_the_same_prompts():
+    base, tok = load_base("tiny")
+    prompts = [format_prompt("What colour is a banana?"), format_prompt("Count from 3 to 6."),
+               format_prompt("What is the capital of France?")] * 3
+    demos = [(format_prompt("What colour is a lemon?"), " A lemon is yellow.")] * 4
+    texts = heldout_pretrain_texts()[:20]
+    suite = evaluate_suite({"base": base, "sft": base}, tok, prompts, demonstrations=demos, tax_texts=texts,
+                           progress=False)
+    assert set(suite["gold_score"]) == {"base", "sft", "prompted_base"}
+    assert set(suite["win_rate"]) == {"sft_vs_base"}, "only pairs whose two models were evaluated"
+    assert suite["win_rate"]["sft_vs_base"].rate == 0.5, "the same model with the same seed ties every prompt"
+    assert suite["responses"]["base"] == suite["responses"]["sft"]
+    assert set(suite["toxicity_rate_respectful"]) == {"base", "sft"} == set(suite["alignment_tax"])
+    assert suite["alignment_tax"]["base"] == pytest.approx(perplexity(base, tok, texts))
+    assert all(len(r) == len(prompts) for r in suite["responses"].values())
+    assert set(WIN_RATE_PAIRS) >= {"ppo_vs_base", "ppo_vs_prompted_base", "ppo_vs_sft", "ppo_ptx_vs_sft",
+                                   "tiny_ppo_vs_small_sft"}
+
+
 def test_pipeline_runs_every_stage_and_writes_the_results(tmp_path):
     from rlhf_core.pipeline import PipelineConfig, run_pipeline
 
@@ -66,13 +143,19 @@ def test_pipeline_runs_every_stage_and_writes_the_results(tmp_path):
     printed = []
     results = run_pipeline(config, tmp_path, progress=False, log=printed.append)
     saved = json.loads((tmp_path / "results.json").read_text())
-    assert saved["gold_score"].keys() == {"base", "sft", "ppo"}
-    assert saved["win_rate"].keys() >= {"ppo_vs_sft", "ppo_vs_base", "sft_vs_base"}
+    models = {"base", "prompted_base", "sft", "ppo", "ppo_ptx", "small_sft"}
+    assert saved["gold_score"].keys() == models
+    assert saved["win_rate"].keys() == set(WIN_RATE_PAIRS)
     assert all(0 <= w["ci95"][0] <= w["rate"] <= w["ci95"][1] <= 1 for w in saved["win_rate"].values())
-    assert saved["kl"]["ppo_vs_sft"] > -0.5 and 0 <= saved["rm_accuracy"] <= 1
-    assert 0.5 < saved["labeler_agreement"] <= 1
-    assert set(saved["seconds"]) == {"base", "sft", "reward_model", "ppo"}
+    for rate in ("hallucination_rate", "toxicity_rate", "instruction_following_rate"):
+        assert saved[rate].keys() == models and all(0 <= v <= 1 for v in saved[rate].values())
+    assert saved["toxicity_rate_respectful"].keys() == saved["alignment_tax"].keys() == {"base", "sft", "ppo", "ppo_ptx"}
+    assert all(1 < p < 50 for p in saved["alignment_tax"].values())
+    assert saved["kl"].keys() == {"ppo_vs_sft", "ppo_ptx_vs_sft"} and saved["kl"]["ppo_vs_sft"] > -0.5
+    assert 0 <= saved["rm_accuracy"] <= 1 and 0.5 < saved["labeler_agreement"] <= 1
+    assert set(saved["seconds"]) == {"base", "sft", "reward_model", "ppo", "ppo_ptx", "small_sft", "evaluation"}
     assert saved["gold_score"]["sft"] > saved["gold_score"]["base"], "one epoch of SFT should already help"
-    assert (tmp_path / "ppo.png").stat().st_size > 0 and (tmp_path / "rates.png").stat().st_size > 0
+    for png in ("ppo.png", "rates.png", "win_rates.png"):
+        assert (tmp_path / png).stat().st_size > 0
     assert "win rate ppo_vs_sft" in printed[-1]
     assert results["config"]["seed"] == 3

@@ -106,7 +106,8 @@ _METRIC_COLORS = {
 # Consistent colours per model name in every comparison plot.
 MODEL_COLORS = {
     "base": "#7f7f7f", "sft": "#1f77b4", "ppo": "#ff7f0e", "ppo_ptx": "#2ca02c",
-    "dpo": "#9467bd", "best_of_n": "#8c564b", "gold": "#c9a227",
+    "dpo": "#9467bd", "best_of_n": "#8c564b", "gold": "#c9a227", "prompted_base": "#b0b0b0",
+    "small_sft": "#17becf",
 }
 _FALLBACK_COLORS = ["#17becf", "#e377c2", "#bcbd22", "#d62728", "#393b79", "#637939"]
 
@@ -593,6 +594,70 @@ def frontier_figure(sweep: Sequence[Mapping[str, Any]], selected_index: int | No
     return fig
 
 
+def _rate_and_interval(w: Any) -> tuple[float, float, float]:
+    """(rate, low, high) of a WinRate or of its as_dict()."""
+    if isinstance(w, Mapping):
+        return float(w["rate"]), float(w["ci95"][0]), float(w["ci95"][1])
+    return float(w.rate), float(w.low), float(w.high)
+
+
+def win_rate_figure(win_rates: Mapping[str, Any], title: str = "How often the gold labeler prefers A to B"
+                    ) -> CourseFigure:
+    """One horizontal bar per comparison ("ppo_vs_sft" -> "ppo vs sft"), with its 95 % interval and the
+    50 % line: InstructGPT Fig. 1 as a table of pairs. Values are WinRate objects or their as_dict()."""
+    names = list(win_rates)
+    fig = _new_figure(figsize=(6.0, 0.45 * len(names) + 1.0), layout="constrained")
+    with matplotlib.rc_context(_STYLE):
+        ax = fig.add_subplot()
+        for row, name in enumerate(names):
+            rate, low, high = _rate_and_interval(win_rates[name])
+            winner = name.split("_vs_")[0]
+            ax.barh(row, 100 * rate, color=model_color(winner), height=0.6)
+            ax.errorbar(100 * rate, row, xerr=[[100 * (rate - low)], [100 * (high - rate)]], fmt="none",
+                        ecolor="black", capsize=3, lw=1)
+            ax.text(100 * high + 1.5, row, f"{100 * rate:.0f} %", va="center", fontsize=8)
+        ax.axvline(50, color="#555", lw=1, ls="--")
+        ax.set_yticks(range(len(names)), [n.replace("_vs_", " vs ").replace("_", " ") for n in names])
+        ax.invert_yaxis()
+        ax.set_xlim(0, 110)
+        ax.set_xlabel("win rate of A over B (%, ties count half; bars: 95 % interval)")
+        ax.set_title(title, loc="left")
+        ax.grid(axis="y", visible=False)
+    return fig
+
+
+def alignment_tax_figure(perplexities: Mapping[str, float], win_vs_sft: Mapping[str, Any] | None = None
+                         ) -> CourseFigure:
+    """The alignment tax: perplexity on held-out pretraining text per model (left), and, given each model's
+    win rate over SFT, preference against perplexity (right) — PPO-ptx should sit left of PPO at equal height."""
+    names = list(perplexities)
+    panels = 2 if win_vs_sft else 1
+    fig = _new_figure(figsize=(4.2 * panels, 3.2), layout="constrained")
+    with matplotlib.rc_context(_STYLE):
+        ax = fig.add_subplot(1, panels, 1)
+        bars = ax.bar(range(len(names)), [perplexities[n] for n in names],
+                      color=[model_color(n) for n in names])
+        ax.bar_label(bars, fmt="%.3f", fontsize=7, padding=1)
+        low = min(perplexities.values())
+        ax.set_ylim(low * 0.97, max(perplexities.values()) * 1.02)
+        ax.set_xticks(range(len(names)), names)
+        ax.set_ylabel("perplexity on held-out pretraining text")
+        ax.set_title("alignment tax: lower is better", loc="left")
+        ax.grid(axis="x", visible=False)
+        if win_vs_sft:
+            ax2 = fig.add_subplot(1, panels, 2)
+            for name, w in win_vs_sft.items():
+                rate, lo, hi = _rate_and_interval(w)
+                ax2.errorbar(perplexities[name], 100 * rate, yerr=[[100 * (rate - lo)], [100 * (hi - rate)]],
+                             fmt="o", color=model_color(name), capsize=3, label=name)
+            ax2.axhline(50, color="#555", lw=1, ls="--")
+            ax2.set_xlabel("perplexity (lower: less tax)")
+            ax2.set_ylabel("win rate over SFT (%)")
+            ax2.set_title("preference against tax", loc="left")
+            ax2.legend(frameon=False)
+    return fig
+
+
 # ---------------------------------------------------------------------------------------------
 # LiveDashboard
 # ---------------------------------------------------------------------------------------------
@@ -762,11 +827,18 @@ def sample_browser(samples_by_iteration: Sequence[Sequence[Sequence[Any]]], max_
         return (f"<b>iteration {i}</b>" +
                 render_samples_html(samples_by_iteration[i], max_rows=max_rows))
 
+    return _slider_view(render, max(len(samples_by_iteration) - 1, 0), "iteration")
+
+
+def _slider_view(render: Callable[[int], str], last: int, description: str, step: int = 1):
+    """An IntSlider over 0..last and the HTML that render(value) gives; StaticView(render(0)) without ipywidgets.
+
+    Returns a widget with `.slider`, `.html` and `.on_change(change)` (the slider's observer)."""
     widgets = _widgets()
     if widgets is None:
         return StaticView(render(0))
-    slider = widgets.IntSlider(value=0, min=0, max=max(len(samples_by_iteration) - 1, 0),
-                               description="iteration", continuous_update=False)
+    slider = widgets.IntSlider(value=0, min=0, max=last, step=step, description=description,
+                               continuous_update=False)
     out = widgets.HTML(value=render(0))
 
     def on_change(change: Mapping[str, Any]) -> None:
@@ -776,6 +848,41 @@ def sample_browser(samples_by_iteration: Sequence[Sequence[Sequence[Any]]], max_
     box = _panel([slider, out], static=lambda: out.value)
     box.slider, box.html, box.on_change = slider, out, on_change
     return box
+
+
+def render_side_by_side_html(prompts: Sequence[str], responses: Mapping[str, Sequence[str]],
+                             gold: Mapping[str, Sequence[float]] | None = None, start: int = 0,
+                             page_size: int = 5, max_chars: int = 200) -> str:
+    """HTML table of rows start .. start + page_size: the prompt, then each model's response (and gold score)."""
+    names = list(responses)
+    header = "".join(f"<th {_CELL}>{html.escape(h)}</th>" for h in ["#", "prompt", *names])
+    rows = []
+    for i in range(start, min(start + page_size, len(prompts))):
+        prompt = prompts[i].rsplit("Human:", 1)[-1].split("\nAssistant:", 1)[0].strip()
+        cells = [f"<td {_CELL}>{i}</td>", f"<td {_TEXT_CELL}>{html.escape(_shorten(prompt, max_chars))}</td>"]
+        for name in names:
+            text = html.escape(_shorten(str(responses[name][i]), max_chars))
+            if gold is not None and name in gold:
+                text += f"<br><span style='color:#8a6d00'>gold {float(gold[name][i]):.1f}</span>"
+            cells.append(f"<td {_TEXT_CELL}>{text}</td>")
+        rows.append(f"<tr>{''.join(cells)}</tr>")
+    return f"<table {_TABLE_STYLE}><tr>{header}</tr>{''.join(rows)}</table>"
+
+
+def side_by_side(prompts: Sequence[str], responses: Mapping[str, Sequence[str]],
+                 gold: Mapping[str, Sequence[float]] | None = None, page_size: int = 5):
+    """Page through prompts with every model's response beside it (InstructGPT's appendix of samples).
+
+    Returns a widget with `.slider` (the first row shown), `.html` and `.on_change(change)`."""
+    prompts = list(prompts)
+    for name, texts in responses.items():
+        if len(texts) != len(prompts):
+            raise ValueError(f"{len(prompts)} prompts but {len(texts)} responses from {name!r}")
+
+    def render(first: int) -> str:
+        return render_side_by_side_html(prompts, responses, gold, first, page_size)
+
+    return _slider_view(render, max(len(prompts) - page_size, 0), "from row", step=page_size)
 
 
 def text_scorer(score_fn: Callable[[str, str], Mapping[str, Any]], prompt_options: Sequence[str],
@@ -857,6 +964,6 @@ __all__ = [
     "METRICS", "MODEL_COLORS", "metrics_table_markdown", "model_color", "in_notebook",
     "CourseFigure", "figure_png", "save_figure", "static_html", "show",
     "render_samples_html", "render_scores_html", "plot_history", "hist_better_worse",
-    "bar_rates", "frontier_figure", "LiveDashboard", "StaticView", "sample_browser",
-    "text_scorer", "beta_slider",
+    "bar_rates", "frontier_figure", "win_rate_figure", "alignment_tax_figure", "LiveDashboard", "StaticView",
+    "sample_browser", "render_side_by_side_html", "side_by_side", "text_scorer", "beta_slider",
 ]

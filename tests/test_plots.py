@@ -15,9 +15,9 @@ from matplotlib.figure import Figure
 
 from rlhf_core import plots
 from rlhf_core.plots import (
-    METRICS, LiveDashboard, bar_rates, beta_slider, frontier_figure, hist_better_worse,
-    metrics_table_markdown, plot_history, render_samples_html, render_scores_html,
-    sample_browser, save_figure, show, static_html, text_scorer,
+    METRICS, LiveDashboard, alignment_tax_figure, bar_rates, beta_slider, frontier_figure, hist_better_worse,
+    metrics_table_markdown, plot_history, render_side_by_side_html, render_samples_html, render_scores_html,
+    sample_browser, save_figure, show, side_by_side, static_html, text_scorer, win_rate_figure,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -198,6 +198,28 @@ def test_hist_and_bar_rates_use_labels_and_consistent_model_colors():
     assert "%" in ax.get_ylabel()
 
 
+def test_win_rate_figure_draws_each_comparison_with_its_interval():
+    from rlhf_core.evaluate import win_rate
+
+    rates = {"ppo_vs_base": win_rate([2, 3, 4, 1], [1, 1, 1, 2]).as_dict(), "ppo_vs_sft": win_rate([1, 2], [2, 1])}
+    ax = win_rate_figure(rates).axes[0]
+    bars = ax.patches
+    assert [round(b.get_width()) for b in bars] == [75, 50]
+    assert bars[0].get_facecolor() == to_rgba(plots.model_color("ppo"))
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["ppo vs base", "ppo vs sft"]
+    assert len(ax.collections) == 2, "one error bar (95 % interval) per comparison"
+
+
+def test_alignment_tax_figure_scatters_preference_against_perplexity():
+    ppl = {"base": 1.90, "sft": 1.95, "ppo": 1.99, "ppo_ptx": 1.96}
+    fig = alignment_tax_figure(ppl, {"ppo": {"rate": 0.6, "ci95": [0.5, 0.7]},
+                                     "ppo_ptx": {"rate": 0.58, "ci95": [0.48, 0.68]}})
+    bars_ax, scatter_ax = fig.axes
+    assert [round(b.get_height(), 2) for b in bars_ax.patches] == [1.90, 1.95, 1.99, 1.96]
+    assert {t.get_text() for t in scatter_ax.get_legend().get_texts()} == {"ppo", "ppo_ptx"}
+    assert len(alignment_tax_figure(ppl).axes) == 1
+
+
 # --- widgets, without a front end ---------------------------------------------------------
 
 def test_sample_browser_slider_changes_the_shown_iteration():
@@ -211,6 +233,23 @@ def test_sample_browser_slider_changes_the_shown_iteration():
     show(w)  # not in a kernel: a no-op, never an error
     bundle = w._repr_mimebundle_()
     assert "application/vnd.jupyter.widget-view+json" in bundle and "text/html" in bundle
+
+
+def test_side_by_side_pages_through_prompts_and_escapes_text():
+    prompts = [f"Human: question {i}?\nAssistant:" for i in range(7)]
+    responses = {"base": [f"<b>base {i}</b>" for i in range(7)], "ppo": [f"ppo {i}" for i in range(7)]}
+    gold = {"base": [1.0] * 7, "ppo": [9.5] * 7}
+    page = render_side_by_side_html(prompts, responses, gold, start=5, page_size=5)
+    assert "question 5?" in page and "question 6?" in page and "question 4?" not in page
+    assert "&lt;b&gt;base 5" in page and "<b>base" not in page and "gold 9.5" in page
+    w = side_by_side(prompts, responses, gold, page_size=3)
+    assert "question 0?" in w.html.value and "question 3?" not in w.html.value
+    w.slider.value = 3
+    assert "question 3?" in w.html.value and "question 0?" not in w.html.value
+    w.on_change({"new": 6})
+    assert "ppo 6" in static_html(w)
+    with pytest.raises(ValueError, match="7 prompts but 2 responses from 'sft'"):
+        side_by_side(prompts, {"sft": ["a", "b"]})
 
 
 def test_text_scorer_rescores_when_the_response_or_prompt_changes():

@@ -897,6 +897,88 @@ def check_kl_controller(controller_class: Callable) -> None:
     print("✓ the KL controller matches the reference over 120 updates (above and below the target, clipped)")
 
 
+def check_win_rate(win_rate: Callable) -> None:
+    """Check a function like ``evaluate.win_rate``: ``win_rate(scores_a, scores_b, z=1.96)`` returning
+    ``(rate, low, high)`` (or an object with ``.rate``, ``.low``, ``.high``) — A's win rate over B from
+    paired scores, ties counted half, and the normal-approximation interval clipped to [0, 1]."""
+    from .evaluate import win_rate as reference
+
+    name = getattr(win_rate, "__name__", "win_rate")
+
+    def run(a, b, z=None):
+        case = f"scores_a={a}, scores_b={b}" + (f", z={z}" if z is not None else "")
+        out = _call(win_rate, name, case, list(a), list(b)) if z is None else \
+            _call(win_rate, name, case, list(a), list(b), z=z)
+        if all(hasattr(out, key) for key in ("rate", "low", "high")):
+            out = (out.rate, out.low, out.high)
+        if not isinstance(out, (tuple, list)) or len(out) != 3:
+            _fail(f"{name} must return (rate, low, high), got {out!r}.")
+        try:
+            return tuple(float(v) for v in out)
+        except (TypeError, ValueError):
+            _fail(f"{name} must return three numbers (rate, low, high), got {out!r}.")
+
+    def expected(a, b, z=1.96):
+        w = reference(list(a), list(b), z)
+        return w.rate, w.low, w.high
+
+    if run([3.0, 2.0], [1.0, 0.0])[0] < 0.5:
+        _fail("A and B are swapped: the rate is how often A's score is *higher* than B's.")
+    a, b = [2.0, 1.0, 1.0, 1.0, 0.0, 0.0], [1.0] * 6          # 1 win, 3 ties, 2 losses
+    rate = run(a, b)[0]
+    diagnoses = {1 / 6: "ties count as losses: a tie is worth ½ to each side, (wins + ½·ties) / n",
+                 4 / 6: "ties count as wins: a tie is worth ½ to each side, (wins + ½·ties) / n",
+                 1 / 3: "ties were dropped: they stay in n and count ½ each, (wins + ½·ties) / n"}
+    for wrong_rate, diagnosis in diagnoses.items():
+        if math.isclose(rate, wrong_rate, abs_tol=1e-9):
+            _fail(f"{diagnosis} — for 1 win, 3 ties and 2 losses that is 2.5 / 6 = 0.417, not {rate:.3f}.")
+    if not math.isclose(rate, 2.5 / 6, abs_tol=1e-9):
+        _fail(f"for 1 win, 3 ties and 2 losses the win rate is (1 + ½·3) / 6 = 0.417, not {rate:.3f}.")
+
+    # The interval: half-width z·s/√n, s the standard deviation of the outcomes (n − 1 or n both accepted).
+    a, b = [1.0] * 9 + [0.0], [0.5] * 10                       # 9 wins of 10: the interval reaches past 1
+    got = run(a, b)
+    if got[2] > 1 + 1e-9 or got[1] < -1e-9:
+        _fail(f"clip the interval to [0, 1]: a win rate cannot exceed 1, but the upper end is {got[2]:.3f}.")
+
+    def half_width_ratio(a, b, z=None):
+        """The student's half-width over the reference's, on a case where neither interval is clipped."""
+        got, want = run(a, b, z), expected(a, b, 1.96 if z is None else z)
+        if not math.isclose((got[1] + got[2]) / 2, want[0], abs_tol=1e-6):
+            _fail("the interval must be centred on the win rate: rate ± z·s/√n.")
+        return (got[2] - got[1]) / (want[2] - want[1])
+
+    n = 40                                                      # 2 wins, 2 losses, 36 ties: rate ½, s = 1/√39
+    a, b = [1.0, 1.0, 0.0, 0.0] + [0.5] * 36, [0.0, 0.0, 1.0, 1.0] + [0.5] * 36
+    ratio = half_width_ratio(a, b)
+    if not (math.isclose(ratio, 1, rel_tol=1e-6) or math.isclose(ratio, math.sqrt((n - 1) / n), rel_tol=1e-6)):
+        if math.isclose(ratio, 1.645 / 1.96, rel_tol=1e-3):
+            _fail("z = 1.645 gives a 90 % interval; a 95 % interval needs z = 1.96.")
+        if any(math.isclose(ratio, math.sqrt(m), rel_tol=1e-3) for m in (n, n - 1)):
+            _fail("the half-width is z·s/√n: the spread of the *mean* of n outcomes, not of one outcome.")
+        if any(math.isclose(ratio, r, rel_tol=1e-3) for r in (math.sqrt(0.05 * 0.95 * 39 / 1), math.sqrt(0.25 * 39))):
+            _fail("the spread must come from the per-prompt outcomes (1, ½, 0), ties included: s is their "
+                  "standard deviation; the binomial √(p(1 − p)/n) is right only without ties.")
+        _fail(f"for 2 wins, 2 losses and 36 ties the 95 % interval is 0.5 ± 1.96·s/√40 with s = 1/√39 the "
+              f"standard deviation of the outcomes; yours is {ratio:.3f}× as wide.")
+    ratio = half_width_ratio(a, b, z=1.0)
+    if math.isclose(ratio, 1.96, rel_tol=1e-3) or math.isclose(ratio, 1.96 * math.sqrt((n - 1) / n), rel_tol=1e-3):
+        _fail("the z argument is ignored: with z = 1 the half-width is 1·s/√n.")
+
+    gen = torch.Generator().manual_seed(0)
+    for trial in range(30):
+        n = int(torch.randint(8, 60, (), generator=gen))
+        a = torch.randint(0, 4, (n,), generator=gen).double().tolist()   # few distinct values: many ties
+        b = torch.randint(0, 4, (n,), generator=gen).double().tolist()
+        z = 1.96 if trial % 3 else float(1 + torch.rand((), generator=gen))
+        got, want = run(a, b, z), expected(a, b, z)
+        population = expected(a, b, z * math.sqrt((n - 1) / n))         # the same with s over n, not n − 1
+        if not any(_close(torch.tensor(got), torch.tensor(w), rtol=0, atol=1e-9) for w in (want, population)):
+            _fail(f"on {n} random prompts (z = {z:.3f}) the win rate and interval are "
+                  f"({want[0]:.4f}, {want[1]:.4f}, {want[2]:.4f}); yours ({got[0]:.4f}, {got[1]:.4f}, {got[2]:.4f}).")
+    print("✓ win_rate matches the reference on 30 random comparisons (ties, the interval, clipping, z)")
+
+
 CHECKS: dict[str, Callable] = {
     "sft_loss": check_sft_loss,
     "ranking_loss": check_ranking_loss,
@@ -907,6 +989,7 @@ CHECKS: dict[str, Callable] = {
     "ppo_policy_loss": check_ppo_policy_loss,
     "value_loss": check_value_loss,
     "kl_controller": check_kl_controller,
+    "win_rate": check_win_rate,
 }
 
 

@@ -17,6 +17,7 @@ import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from rlhf_core import exercises, losses
+from rlhf_core.evaluate import win_rate
 from tests.wrong_implementations import CHECK_NAMES, CORRECT, WRONG
 
 REFERENCES = {
@@ -29,6 +30,7 @@ REFERENCES = {
     "ppo_policy_loss": losses.ppo_policy_loss,
     "value_loss": losses.value_loss,
     "kl_controller": losses.AdaptiveKLController,
+    "win_rate": win_rate,
 }
 
 

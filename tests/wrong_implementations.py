@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 CHECK_NAMES = ("sft_loss", "ranking_loss", "rlhf_rewards", "kl_per_token", "compute_gae", "whiten",
-               "ppo_policy_loss", "value_loss", "kl_controller")
+               "ppo_policy_loss", "value_loss", "kl_controller", "win_rate")
 WRONG: dict[str, list[tuple[Callable, str]]] = {name: [] for name in CHECK_NAMES}
 CORRECT: dict[str, list[Callable]] = {name: [] for name in CHECK_NAMES}
 
@@ -923,3 +923,88 @@ class ControllerAbsoluteError(_Controller):
 class ControllerReturnsNothing(_Controller):
     def update(self, current_kl, n_steps):
         self.value *= 1 + self.error(current_kl) * n_steps / self.horizon
+
+
+# --------------------------------------------------------------------------------------------------
+# win_rate(scores_a, scores_b, z=1.96) -> (rate, low, high)
+# --------------------------------------------------------------------------------------------------
+
+def _outcomes(a, b, tie=0.5):
+    return [1.0 if x > y else tie if x == y else 0.0 for x, y in zip(a, b)]
+
+
+def _interval(outcomes, z, ddof=1):
+    n = len(outcomes)
+    mean = sum(outcomes) / n
+    sd = (sum((o - mean) ** 2 for o in outcomes) / (n - ddof)) ** 0.5
+    return mean, max(0.0, mean - z * sd / n ** 0.5), min(1.0, mean + z * sd / n ** 0.5)
+
+
+@correct("win_rate")
+def win_rate_loop(scores_a, scores_b, z=1.96):
+    return _interval(_outcomes(scores_a, scores_b), z)
+
+
+@correct("win_rate")
+def win_rate_numpy_population_sd(scores_a, scores_b, z=1.96):
+    a, b = np.asarray(scores_a), np.asarray(scores_b)
+    outcomes = (a > b) + 0.5 * (a == b)
+    rate, half = outcomes.mean(), z * outcomes.std() / np.sqrt(len(outcomes))
+    return float(rate), float(max(0.0, rate - half)), float(min(1.0, rate + half))
+
+
+@wrong("win_rate", r"ties count as losses")
+def win_rate_ties_lose(scores_a, scores_b, z=1.96):
+    return _interval(_outcomes(scores_a, scores_b, tie=0.0), z)
+
+
+@wrong("win_rate", r"ties count as wins")
+def win_rate_ties_win(scores_a, scores_b, z=1.96):
+    return _interval(_outcomes(scores_a, scores_b, tie=1.0), z)
+
+
+@wrong("win_rate", r"ties were dropped")
+def win_rate_drops_ties(scores_a, scores_b, z=1.96):
+    return _interval([o for o in _outcomes(scores_a, scores_b) if o != 0.5], z)
+
+
+@wrong("win_rate", r"A and B are swapped")
+def win_rate_swapped(scores_a, scores_b, z=1.96):
+    return _interval(_outcomes(scores_b, scores_a), z)
+
+
+@wrong("win_rate", r"clip the interval")
+def win_rate_unclipped(scores_a, scores_b, z=1.96):
+    outcomes = _outcomes(scores_a, scores_b)
+    n = len(outcomes)
+    mean = sum(outcomes) / n
+    half = z * (sum((o - mean) ** 2 for o in outcomes) / (n - 1)) ** 0.5 / n ** 0.5
+    return mean, mean - half, mean + half
+
+
+@wrong("win_rate", r"90 % interval")
+def win_rate_90_percent(scores_a, scores_b, z=1.96):
+    return _interval(_outcomes(scores_a, scores_b), 1.645)
+
+
+@wrong("win_rate", r"the spread of the \*mean\*")
+def win_rate_forgets_sqrt_n(scores_a, scores_b, z=1.96):
+    outcomes = _outcomes(scores_a, scores_b)
+    n = len(outcomes)
+    mean = sum(outcomes) / n
+    sd = (sum((o - mean) ** 2 for o in outcomes) / (n - 1)) ** 0.5
+    return mean, max(0.0, mean - z * sd), min(1.0, mean + z * sd)
+
+
+@wrong("win_rate", r"ties included")
+def win_rate_binomial(scores_a, scores_b, z=1.96):
+    outcomes = _outcomes(scores_a, scores_b)
+    n = len(outcomes)
+    p = sum(outcomes) / n
+    half = z * (p * (1 - p) / n) ** 0.5
+    return p, max(0.0, p - half), min(1.0, p + half)
+
+
+@wrong("win_rate", r"the z argument is ignored")
+def win_rate_ignores_z(scores_a, scores_b, z=1.96):
+    return _interval(_outcomes(scores_a, scores_b), 1.96)

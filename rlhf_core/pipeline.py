@@ -176,7 +176,10 @@ def write_outputs(results: dict, out_dir: Path) -> None:
     panels = [("objective/score", "objective/gold"), "objective/kl", "objective/kl_coef", "objective/total"]
     history = {"step": results["ppo_history"]["iteration"], **results["ppo_history"]}
     save_figure(plot_history(history, panels, title="PPO"), out_dir / "ppo.png")
-    save_figure(bar_rates(results["rates"], title="Failure rates on held-out prompts"), out_dir / "rates.png")
+    labels = {"hallucination_rate": "hallucination", "toxicity_rate": "toxicity",
+              "instruction_following_rate": "follows instruction"}  # off task is 1 − follows: left out
+    rates = {name: {label: r[key] for key, label in labels.items()} for name, r in results["rates"].items()}
+    save_figure(bar_rates(rates, title="Rates on held-out prompts"), out_dir / "rates.png")
     save_figure(win_rate_figure(results["win_rate"]), out_dir / "win_rates.png")
 
 

@@ -604,14 +604,17 @@ def _rate_and_interval(w: Any) -> tuple[float, float, float]:
 def win_rate_figure(win_rates: Mapping[str, Any], title: str = "How often the gold labeler prefers A to B"
                     ) -> CourseFigure:
     """One horizontal bar per comparison ("ppo_vs_sft" -> "ppo vs sft"), with its 95 % interval and the
-    50 % line: InstructGPT Fig. 1 as a table of pairs. Values are WinRate objects or their as_dict()."""
+    50 % line: InstructGPT Fig. 1 as a table of pairs. Values are WinRate objects or their as_dict(); each bar
+    has the colour of model A (from evaluate.WIN_RATE_PAIRS, else the name before "_vs_")."""
+    from .evaluate import WIN_RATE_PAIRS
+
     names = list(win_rates)
     fig = _new_figure(figsize=(6.0, 0.45 * len(names) + 1.0), layout="constrained")
     with matplotlib.rc_context(_STYLE):
         ax = fig.add_subplot()
         for row, name in enumerate(names):
             rate, low, high = _rate_and_interval(win_rates[name])
-            winner = name.split("_vs_")[0]
+            winner = WIN_RATE_PAIRS.get(name, (name.split("_vs_")[0],))[0]
             ax.barh(row, 100 * rate, color=model_color(winner), height=0.6)
             ax.errorbar(100 * rate, row, xerr=[[100 * (rate - low)], [100 * (high - rate)]], fmt="none",
                         ecolor="black", capsize=3, lw=1)

@@ -208,6 +208,8 @@ def test_win_rate_figure_draws_each_comparison_with_its_interval():
     assert bars[0].get_facecolor() == to_rgba(plots.model_color("ppo"))
     assert [t.get_text() for t in ax.get_yticklabels()] == ["ppo vs base", "ppo vs sft"]
     assert len(ax.collections) == 2, "one error bar (95 % interval) per comparison"
+    bar = win_rate_figure({"tiny_ppo_vs_small_sft": rates["ppo_vs_sft"]}).axes[0].patches[0]
+    assert bar.get_facecolor() == to_rgba(plots.model_color("ppo")), "the colour of model A of WIN_RATE_PAIRS"
 
 
 def test_alignment_tax_figure_scatters_preference_against_perplexity():

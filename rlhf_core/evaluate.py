@@ -15,12 +15,14 @@ from .labeler import SimulatedLabeler
 # Our models know one format, the chat turn, so the request is a turn of its own before the question.
 RESPECTFUL_TURN = "Human: Please be polite and respectful.\nAssistant: Of course.\n"
 
-# The paper's comparisons in miniature: name -> (model A, model B), A's win rate over B. "small_sft" is the
-# larger base model given SFT only; "ppo" is the smaller one given the whole recipe (InstructGPT Fig. 1:
-# 1.3B InstructGPT preferred to 175B GPT-3).
+# The paper's comparisons in miniature: name -> (model A, model B), A's win rate over B. InstructGPT is the
+# PPO-ptx model: 85 ± 3 % over GPT-3, 71 ± 4 % over few-shot GPT-3 (§1). "small_sft" is the larger base model
+# given SFT only; "ppo" is the smaller one given the whole recipe (1.3B InstructGPT preferred to 175B GPT-3).
 WIN_RATE_PAIRS = {
     "ppo_vs_base": ("ppo", "base"),
+    "ppo_ptx_vs_base": ("ppo_ptx", "base"),
     "ppo_vs_prompted_base": ("ppo", "prompted_base"),
+    "ppo_ptx_vs_prompted_base": ("ppo_ptx", "prompted_base"),
     "ppo_vs_sft": ("ppo", "sft"),
     "ppo_ptx_vs_sft": ("ppo_ptx", "sft"),
     "tiny_ppo_vs_small_sft": ("ppo", "small_sft"),
@@ -72,8 +74,8 @@ class WinRate:
     def n(self) -> int:
         return self.wins + self.ties + self.losses
 
-    def __str__(self) -> str:
-        return f"{100 * self.rate:.0f} ± {100 * (self.high - self.low) / 2:.0f} %"
+    def __str__(self) -> str:  # the unclipped half-width: near 0 or 1 the interval is cut on one side only
+        return f"{100 * self.rate:.0f} ± {100 * max(self.rate - self.low, self.high - self.rate):.0f} %"
 
     def as_dict(self) -> dict:
         return {"rate": self.rate, "ci95": [self.low, self.high], "wins": self.wins, "ties": self.ties,
@@ -84,7 +86,8 @@ def win_rate(scores_a: list[float], scores_b: list[float], z: float = 1.96) -> W
     """Preference of A over B from paired gold scores, with a normal-approximation 95 % interval.
 
     Each prompt contributes 1 (A better), ½ (tie) or 0; the interval is mean ± z·sd/√n of those outcomes,
-    clipped to [0, 1] — the "85 ± 3 %" of InstructGPT Fig. 1.
+    clipped to [0, 1] — the "85 ± 3 %" of InstructGPT §1. (At a rate of 0 or 1 the interval has no width;
+    a Wilson interval would not, but the normal approximation is what the paper's "±" reports.)
     """
     if len(scores_a) != len(scores_b) or not scores_a:
         raise ValueError(f"need the same, non-zero number of scores for both models "
@@ -159,7 +162,7 @@ def heldout_pretrain_texts() -> list[str]:
 def perplexity(model, tokenizer, texts: list[str], seq_len: int = 128, batch_size: int = 32) -> float:
     """exp(mean next-token loss) on `texts`, joined with EOS and cut into consecutive windows of `seq_len`.
 
-    The alignment tax of InstructGPT §4.3, measured as the pretraining objective itself: how much worse a model
+    The alignment tax of InstructGPT §4.2, measured as the pretraining objective itself: how much worse a model
     predicts held-out "internet" text after alignment. Uniform predictions give the vocabulary size.
     """
     from .pretrain import stream_loss, token_stream
@@ -192,8 +195,7 @@ def evaluate_suite(models: dict, tokenizer, prompts: list[str], labeler: Simulat
     runs = {name: (model, prompts) for name, model in models.items()}
     if demonstrations is not None and "base" in models:
         runs["prompted_base"] = (models["base"], few_shot_prompts(prompts, demonstrations, k=3, seed=seed))
-    respectful = [name for name in ("base", "sft", "ppo", "ppo_ptx") if name in models]
-    taxed = [name for name in ("base", "sft", "ppo", "ppo_ptx") if name in models]
+    respectful = taxed = [name for name in ("base", "sft", "ppo", "ppo_ptx") if name in models]
     tax_texts = heldout_pretrain_texts() if tax_texts is None else tax_texts
     responses, judgements, summaries, toxic_respectful, tax = {}, {}, {}, {}, {}
     with tqdm(total=len(runs) + len(respectful) + len(taxed), desc="evaluation", disable=not progress) as bar:

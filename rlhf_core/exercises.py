@@ -956,7 +956,8 @@ def check_win_rate(win_rate: Callable) -> None:
             _fail("z = 1.645 gives a 90 % interval; a 95 % interval needs z = 1.96.")
         if any(math.isclose(ratio, math.sqrt(m), rel_tol=1e-3) for m in (n, n - 1)):
             _fail("the half-width is z·s/√n: the spread of the *mean* of n outcomes, not of one outcome.")
-        if any(math.isclose(ratio, r, rel_tol=1e-3) for r in (math.sqrt(0.05 * 0.95 * 39 / 1), math.sqrt(0.25 * 39))):
+        # binomial half-widths over the reference's z/√(39·40): from the rate of wins (p = 2/40) or from the rate (½)
+        if any(math.isclose(ratio, r, rel_tol=1e-3) for r in (math.sqrt(0.05 * 0.95 * 39), math.sqrt(0.25 * 39))):
             _fail("the spread must come from the per-prompt outcomes (1, ½, 0), ties included: s is their "
                   "standard deviation; the binomial √(p(1 − p)/n) is right only without ties.")
         _fail(f"for 2 wins, 2 losses and 36 ties the 95 % interval is 0.5 ± 1.96·s/√40 with s = 1/√39 the "

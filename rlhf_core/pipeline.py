@@ -39,7 +39,7 @@ class PipelineConfig:
     reward: RewardConfig = field(default_factory=RewardConfig)
     ppo: PPOConfig = field(default_factory=PPOConfig)
     ptx_coef: float = 1.0                    # γ of the PPO-ptx run (InstructGPT eq. 2); 0 skips that run
-    small_model: str | None = "small"        # the larger base model given SFT only ("size isn't everything")
+    small_model: str | None = "small"        # the larger base model given SFT only ("size isn't everything"); None skips
 
     def with_seed(self, seed: int) -> "PipelineConfig":
         config = copy.deepcopy(self)
@@ -70,6 +70,12 @@ def run_pipeline(config: PipelineConfig = PipelineConfig(), out_dir: str | Path 
 
     start = time.time()
     models["base"], tokenizer = load_base(config.model)
+    if config.small_model:  # checked before any training, so a mismatch fails in seconds
+        small_base, small_tokenizer = load_base(config.small_model)
+        if config.small_model == config.model or small_tokenizer.get_vocab() != tokenizer.get_vocab():
+            raise ValueError(f"small_model {config.small_model!r} must be a larger model than {config.model!r} with "
+                             "the same tokenizer (the shipped pair is tiny and small); set small_model=None "
+                             "(--small-model none) to skip that comparison")
     timed("base")
 
     start = time.time()
@@ -100,10 +106,7 @@ def run_pipeline(config: PipelineConfig = PipelineConfig(), out_dir: str | Path 
 
     if config.small_model:
         start = time.time()
-        models["small_sft"], small_tokenizer = load_base(config.small_model)
-        if small_tokenizer.get_vocab() != tokenizer.get_vocab():
-            raise ValueError(f"{config.small_model!r} and {config.model!r} use different tokenizers; "
-                             "the comparison needs one tokenizer (set small_model=None to skip it)")
+        models["small_sft"] = small_base
         train_sft(models["small_sft"], tokenizer, config.sft, progress=progress)
         timed("small_sft")
 
@@ -132,7 +135,8 @@ def run_pipeline(config: PipelineConfig = PipelineConfig(), out_dir: str | Path 
         "seconds": {name: round(s, 1) for name, s in seconds.items()},
         "samples": [{"prompt": p, **{name: suite["responses"][name][i] for name in suite["responses"]}}
                     for i, p in enumerate(prompts[:20])],
-        "ppo_history": {k: v for k, v in histories["ppo"].items() if k != "samples"},
+        **{f"{name}_history": {k: v for k, v in history.items() if k != "samples"}
+           for name, history in histories.items()},
     }
     if out_dir is not None:
         write_outputs(results, Path(out_dir))
@@ -191,10 +195,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--ppo-iterations", type=int, default=None, help="override PPOConfig.iterations")
     parser.add_argument("--ptx-coef", type=float, default=PipelineConfig.ptx_coef,
                         help="γ of the PPO-ptx run (0 skips it)")
-    parser.add_argument("--small-model", default=PipelineConfig.small_model,
-                        help='the larger base model given SFT only ("none" skips it)')
+    parser.add_argument("--small-model", default=None,
+                        help='the larger base model given SFT only; default "small" with --model tiny, '
+                             'else none ("none" skips it)')
     args = parser.parse_args(argv)
-    small = None if args.small_model in (None, "", "none") else args.small_model
+    small = args.small_model or ("small" if args.model == "tiny" else "none")
+    small = None if small == "none" else small
     config = PipelineConfig(model=args.model, ptx_coef=args.ptx_coef, small_model=small).with_seed(args.seed)
     if args.ppo_iterations is not None:
         config.ppo.iterations = args.ppo_iterations

@@ -550,7 +550,8 @@ def bar_rates(rates: Mapping[str, Mapping[str, float]], title: str = "Rates per 
             xs = [j + (i - (len(models) - 1) / 2) * width for j in range(len(rate_names))]
             ys = [scale * rates[model].get(r, math.nan) for r in rate_names]
             bars = ax.bar(xs, ys, width=width * 0.95, color=model_color(model), label=model)
-            ax.bar_label(bars, fmt="%.0f%%" if as_percent else "%.2g", fontsize=7, padding=1)
+            ax.bar_label(bars, labels=["" if math.isnan(y) else (f"{y:.0f}%" if as_percent else f"{y:.2g}")
+                                       for y in ys], fontsize=7, padding=1)
         ax.set_xticks(range(len(rate_names)), rate_names)
         ax.set_ylabel(ylabel or ("rate (% of responses)" if as_percent else "value"))
         ax.set_title(title, loc="left")
@@ -641,8 +642,7 @@ def alignment_tax_figure(perplexities: Mapping[str, float], win_vs_sft: Mapping[
         bars = ax.bar(range(len(names)), [perplexities[n] for n in names],
                       color=[model_color(n) for n in names])
         ax.bar_label(bars, fmt="%.3f", fontsize=7, padding=1)
-        low = min(perplexities.values())
-        ax.set_ylim(low * 0.97, max(perplexities.values()) * 1.02)
+        ax.set_ylim(1.0, max(perplexities.values()) * 1.03)  # perplexity 1 is a perfect prediction
         ax.set_xticks(range(len(names)), names)
         ax.set_ylabel("perplexity on held-out pretraining text")
         ax.set_title("alignment tax: lower is better", loc="left")
@@ -833,15 +833,14 @@ def sample_browser(samples_by_iteration: Sequence[Sequence[Sequence[Any]]], max_
     return _slider_view(render, max(len(samples_by_iteration) - 1, 0), "iteration")
 
 
-def _slider_view(render: Callable[[int], str], last: int, description: str, step: int = 1):
+def _slider_view(render: Callable[[int], str], last: int, description: str):
     """An IntSlider over 0..last and the HTML that render(value) gives; StaticView(render(0)) without ipywidgets.
 
     Returns a widget with `.slider`, `.html` and `.on_change(change)` (the slider's observer)."""
     widgets = _widgets()
     if widgets is None:
         return StaticView(render(0))
-    slider = widgets.IntSlider(value=0, min=0, max=last, step=step, description=description,
-                               continuous_update=False)
+    slider = widgets.IntSlider(value=0, min=0, max=last, description=description, continuous_update=False)
     out = widgets.HTML(value=render(0))
 
     def on_change(change: Mapping[str, Any]) -> None:
@@ -876,16 +875,16 @@ def side_by_side(prompts: Sequence[str], responses: Mapping[str, Sequence[str]],
                  gold: Mapping[str, Sequence[float]] | None = None, page_size: int = 5):
     """Page through prompts with every model's response beside it (InstructGPT's appendix of samples).
 
-    Returns a widget with `.slider` (the first row shown), `.html` and `.on_change(change)`."""
+    Returns a widget with `.slider` (the page: rows page·page_size ..), `.html` and `.on_change(change)`."""
     prompts = list(prompts)
     for name, texts in responses.items():
         if len(texts) != len(prompts):
             raise ValueError(f"{len(prompts)} prompts but {len(texts)} responses from {name!r}")
 
-    def render(first: int) -> str:
-        return render_side_by_side_html(prompts, responses, gold, first, page_size)
+    def render(page: int) -> str:
+        return render_side_by_side_html(prompts, responses, gold, page * page_size, page_size)
 
-    return _slider_view(render, max(len(prompts) - page_size, 0), "from row", step=page_size)
+    return _slider_view(render, max(math.ceil(len(prompts) / page_size) - 1, 0), "page")
 
 
 def text_scorer(score_fn: Callable[[str, str], Mapping[str, Any]], prompt_options: Sequence[str],

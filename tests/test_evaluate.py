@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from rlhf_core import SimulatedLabeler, load_base
-from rlhf_core.evaluate import (WIN_RATE_PAIRS, evaluate_suite, heldout_pretrain_texts, judge_all, perplexity,
+from rlhf_core.evaluate import (WIN_RATE_PAIRS, evaluate_model, evaluate_suite, heldout_pretrain_texts, judge_all, perplexity,
                                 policy_kl, respectful_prompts, summarize, win_rate)
 from rlhf_core.models import gpt2_config, new_model
 from rlhf_core.world import find_task, format_prompt
@@ -129,8 +129,9 @@ def test_evaluate_suite_judges_every_model_on_the_same_prompts():
     assert set(suite["toxicity_rate_respectful"]) == {"base", "sft"} == set(suite["alignment_tax"])
     assert suite["alignment_tax"]["base"] == pytest.approx(perplexity(base, tok, texts))
     assert all(len(r) == len(prompts) for r in suite["responses"].values())
-    assert set(WIN_RATE_PAIRS) >= {"ppo_vs_base", "ppo_vs_prompted_base", "ppo_vs_sft", "ppo_ptx_vs_sft",
-                                   "tiny_ppo_vs_small_sft"}
+    assert suite["responses"]["prompted_base"] != suite["responses"]["base"], "the few-shot prefix changes the answers"
+    respectful = evaluate_model(base, tok, respectful_prompts(prompts), seed=0)[2]["toxicity_rate"]
+    assert suite["toxicity_rate_respectful"]["base"] == respectful
 
 
 def test_pipeline_runs_every_stage_and_writes_the_results(tmp_path):
@@ -150,8 +151,9 @@ def test_pipeline_runs_every_stage_and_writes_the_results(tmp_path):
     for rate in ("hallucination_rate", "toxicity_rate", "instruction_following_rate"):
         assert saved[rate].keys() == models and all(0 <= v <= 1 for v in saved[rate].values())
     assert saved["toxicity_rate_respectful"].keys() == saved["alignment_tax"].keys() == {"base", "sft", "ppo", "ppo_ptx"}
-    assert all(1 < p < 50 for p in saved["alignment_tax"].values())
+    assert 1.5 < saved["alignment_tax"]["base"] < 2.5, "the shipped tiny model's held-out perplexity is about 1.9"
     assert saved["kl"].keys() == {"ppo_vs_sft", "ppo_ptx_vs_sft"} and saved["kl"]["ppo_vs_sft"] > -0.5
+    assert "ppo/ptx_loss" in saved["ppo_ptx_history"] and "ppo/ptx_loss" not in saved["ppo_history"]
     assert 0 <= saved["rm_accuracy"] <= 1 and 0.5 < saved["labeler_agreement"] <= 1
     assert set(saved["seconds"]) == {"base", "sft", "reward_model", "ppo", "ppo_ptx", "small_sft", "evaluation"}
     assert saved["gold_score"]["sft"] > saved["gold_score"]["base"], "one epoch of SFT should already help"
@@ -159,3 +161,25 @@ def test_pipeline_runs_every_stage_and_writes_the_results(tmp_path):
         assert (tmp_path / png).stat().st_size > 0
     assert "win rate ppo_vs_sft" in printed[-1]
     assert results["config"]["seed"] == 3
+
+
+def test_pipeline_command_line_picks_the_comparisons(monkeypatch):
+    from rlhf_core import pipeline
+
+    seen = []
+    monkeypatch.setattr(pipeline, "run_pipeline", lambda config, out: seen.append((config, out)))
+    pipeline.main(["--out", "x", "--seed", "4"])
+    pipeline.main(["--out", "y", "--model", "gpt2", "--ptx-coef", "0"])
+    pipeline.main(["--out", "z", "--small-model", "none"])
+    (tiny, _), (gpt2, _), (no_small, _) = seen
+    assert tiny.small_model == "small" and tiny.seed == tiny.ppo.seed == 4 and tiny.ptx_coef > 0
+    assert gpt2.small_model is None and gpt2.ptx_coef == 0, "the small model's tokenizer is not GPT-2's"
+    assert no_small.small_model is None
+
+
+def test_pipeline_rejects_a_small_model_it_cannot_compare_before_training(tmp_path):
+    from rlhf_core.pipeline import PipelineConfig, run_pipeline
+
+    with pytest.raises(ValueError, match="must be a larger model than 'tiny' with the same tokenizer"):
+        run_pipeline(PipelineConfig(small_model="tiny"), tmp_path, progress=False, log=lambda *_: None)
+    assert not (tmp_path / "results.json").exists()

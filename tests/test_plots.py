@@ -245,11 +245,12 @@ def test_side_by_side_pages_through_prompts_and_escapes_text():
     assert "question 5?" in page and "question 6?" in page and "question 4?" not in page
     assert "&lt;b&gt;base 5" in page and "<b>base" not in page and "gold 9.5" in page
     w = side_by_side(prompts, responses, gold, page_size=3)
+    assert w.slider.max == 2, "7 rows in pages of 3: pages 0, 1 and 2"
     assert "question 0?" in w.html.value and "question 3?" not in w.html.value
-    w.slider.value = 3
+    w.slider.value = 1
     assert "question 3?" in w.html.value and "question 0?" not in w.html.value
-    w.on_change({"new": 6})
-    assert "ppo 6" in static_html(w)
+    w.slider.value = 2
+    assert "ppo 6" in static_html(w) and "question 5?" not in w.html.value, "the last page holds the last row"
     with pytest.raises(ValueError, match="7 prompts but 2 responses from 'sft'"):
         side_by_side(prompts, {"sft": ["a", "b"]})
 

@@ -199,13 +199,14 @@ class ValueModel(ScalarHeadModel):
         The RM's bias is folded into the head's bias, so V starts out predicting the normalised
         reward at every position.
         """
+        param = next(reward_model.parameters())
         value = cls(AutoModel.from_config(reward_model.config, attn_implementation="sdpa"))
+        value = value.to(device=param.device, dtype=param.dtype)  # before the bias arithmetic below
         value.backbone.load_state_dict(reward_model.backbone.state_dict())
         value.head.load_state_dict(reward_model.head.state_dict())
         with torch.no_grad():
             value.head.bias -= reward_model.bias
-        param = next(reward_model.parameters())
-        return value.to(device=param.device, dtype=param.dtype)
+        return value
 
     def response_values(self, query_ids, query_mask, response_ids, response_mask) -> torch.Tensor:
         """Values aligned with the response tokens, (B, T), 0 on padding.

@@ -194,7 +194,10 @@ def _next_token(logits, temperature, top_k, greedy, generator):
         else:
             scaled_k = scaled
         probs = F.softmax(scaled_k, dim=-1)  # (B, V)
-        token = torch.multinomial(probs, 1, generator=generator).squeeze(1)  # (B,)
+        if generator is not None and generator.device != probs.device:  # a CPU generator, a model on a GPU
+            token = torch.multinomial(probs.cpu(), 1, generator=generator).squeeze(1).to(probs.device)  # (B,)
+        else:
+            token = torch.multinomial(probs, 1, generator=generator).squeeze(1)  # (B,)
     logprob = F.log_softmax(scaled, dim=-1).gather(-1, token.unsqueeze(-1)).squeeze(-1)  # (B,)
     return token, logprob
 

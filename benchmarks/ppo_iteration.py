@@ -19,38 +19,27 @@ import torch
 
 from rlhf_core import load_base, load_split
 from rlhf_core.heads import RewardModel
-from rlhf_core.losses import compute_gae, rlhf_rewards, whiten
 from rlhf_core.ppo import PPOConfig, PPOTrainer
-from rlhf_core.sequences import generate, response_logprobs
 
 
 def timed_step(trainer: PPOTrainer) -> dict[str, float]:
-    """One PPOTrainer iteration, phase by phase (the same calls as make_batch + update)."""
-    c, times = trainer.config, {}
+    """One PPOTrainer iteration, phase by phase: the trainer's own sample, score, advantages and update."""
+    times = {}
     prompts = trainer.next_prompts()
     start = time.perf_counter()
-    rollout = generate(trainer.policy, trainer.tokenizer, prompts, max_new_tokens=c.max_new_tokens,
-                       temperature=c.temperature, generator=trainer.generator)
+    rollout = trainer.sample(prompts)
     times["generation"] = time.perf_counter() - start
     start = time.perf_counter()
-    with torch.no_grad():
-        q, qm, r, rm = rollout.query_ids, rollout.query_mask, rollout.response_ids, rollout.response_mask
-        ref_logprobs = response_logprobs(trainer.ref_model, q, qm, r, rm, c.temperature)
-        scores = trainer.reward_model(*rollout.sequences())
-        values = trainer.value_model.response_values(q, qm, r, rm)
+    ref_logprobs, scores, values = trainer.score(rollout)
     times["scoring"] = time.perf_counter() - start
     start = time.perf_counter()
-    rewards = rlhf_rewards(scores, rollout.logprobs, ref_logprobs, rm, trainer.kl_controller.value)
-    advantages, returns = compute_gae(rewards, values, rm, c.gamma, c.lam)
-    advantages = whiten(advantages, rm)
+    batch = trainer.advantages(rollout, ref_logprobs, scores, values)
     times["gae"] = time.perf_counter() - start
-    from rlhf_core.ppo import RolloutBatch
-    batch = RolloutBatch(rollout, ref_logprobs, values, scores, rewards, advantages, returns)
     start = time.perf_counter()
     trainer.update(batch)
     times["ppo_epochs"] = time.perf_counter() - start
     times["total"] = sum(times.values())
-    times["tokens"] = float(rm.sum())
+    times["tokens"] = float(rollout.response_mask.sum())
     return times
 
 

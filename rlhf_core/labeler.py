@@ -262,6 +262,21 @@ def pairwise_agreement(ranking_a: list[int], ranking_b: list[int], gold: list[fl
     return agree, total
 
 
+def comparison_agreement(comparisons: list[dict], labeler: SimulatedLabeler) -> tuple[int, int]:
+    """(agreeing pairs, compared pairs): how often `labeler` re-ranks collected comparisons the way they were ranked.
+
+    Each comparison is {"prompt", "responses" (best first, as the first labeler ranked them), "gold"}; only pairs
+    whose gold scores differ count. This is the ceiling for a reward model's held-out accuracy: a second labeler
+    agrees with the first only so often (InstructGPT: 72.6 ± 1.5 %).
+    """
+    agree = total = 0
+    for c in comparisons:
+        n_agree, n_total = pairwise_agreement(list(range(len(c["responses"]))),
+                                              labeler.rank(c["prompt"], c["responses"]), c["gold"])
+        agree, total = agree + n_agree, total + n_total
+    return agree, total
+
+
 def measure_agreement(seed_a: int = 0, seed_b: int = 1, n_prompts: int = 400, k: int = 4,
                       noise_std: float = NOISE_STD, data_seed: int = 0) -> float:
     """How often two labelers agree on pairs of internet-quality responses whose gold scores differ."""

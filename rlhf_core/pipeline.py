@@ -24,7 +24,7 @@ import torch
 
 from .data import load_split
 from .evaluate import evaluate_suite, policy_kl
-from .labeler import SimulatedLabeler, pairwise_agreement
+from .labeler import SimulatedLabeler, comparison_agreement
 from .models import load_base
 from .ppo import PPOConfig, PPOTrainer
 from .reward import RewardConfig, build_reward_model
@@ -45,17 +45,6 @@ class PipelineConfig:
         config = copy.deepcopy(self)
         config.seed = config.sft.seed = config.reward.seed = config.ppo.seed = seed
         return config
-
-
-def comparison_agreement(comparisons: list[dict], seed: int) -> float:
-    """How often a second labeler agrees with the rankings that trained the RM (pairs whose gold differs)."""
-    second = SimulatedLabeler(seed=seed + 1000)
-    agree = total = 0
-    for c in comparisons:
-        n_agree, n_total = pairwise_agreement(list(range(len(c["responses"]))),
-                                              second.rank(c["prompt"], c["responses"]), c["gold"])
-        agree, total = agree + n_agree, total + n_total
-    return agree / max(1, total)
 
 
 def run_pipeline(config: PipelineConfig = PipelineConfig(), out_dir: str | Path | None = None,
@@ -119,6 +108,7 @@ def run_pipeline(config: PipelineConfig = PipelineConfig(), out_dir: str | Path 
     timed("evaluation")
 
     rates = suite["rates"]
+    agree, compared = comparison_agreement(rm_log["heldout"], SimulatedLabeler(seed=config.seed + 1000))
     results = {
         "config": asdict(config),
         "gold_score": suite["gold_score"],
@@ -126,7 +116,7 @@ def run_pipeline(config: PipelineConfig = PipelineConfig(), out_dir: str | Path 
         "kl": kl,
         "rm_accuracy": rm_log["rm/heldout_accuracy"],
         "rm_gold_accuracy": rm_log["rm/heldout_gold_accuracy"],
-        "labeler_agreement": comparison_agreement(rm_log["heldout"], config.seed),
+        "labeler_agreement": agree / max(1, compared),
         **{rate: {name: r[rate] for name, r in rates.items()}
            for rate in ("hallucination_rate", "toxicity_rate", "instruction_following_rate")},
         "toxicity_rate_respectful": suite["toxicity_rate_respectful"],

@@ -1,6 +1,7 @@
 """Stage 3: PPO against the reward model with a per-token KL penalty to the SFT model (InstructGPT eq. 2).
 
-One iteration, CleanRL-style, top to bottom in `PPOTrainer.step` (make_batch, then update):
+One iteration, CleanRL-style, top to bottom in `PPOTrainer.step` (make_batch = sample, score, advantages; then
+update):
 
     1. rollout   sample a response per prompt from the policy π_RL (dropout off)
     2. score     r_θ(x, y) from the reward model, log π_SFT from the frozen reference, V from the critic
@@ -124,20 +125,38 @@ class PPOTrainer:
 
     @torch.no_grad()
     def make_batch(self, prompts: list[str]) -> tuple[RolloutBatch, list[str]]:
-        """Steps 1–4: sample, score, per-token rewards, advantages."""
+        """Steps 1–4: sample, score, per-token rewards and advantages. Returns the batch and the response texts."""
+        rollout = self.sample(prompts)
+        ref_logprobs, scores, values = self.score(rollout)
+        return self.advantages(rollout, ref_logprobs, scores, values), rollout.texts(self.tokenizer)
+
+    @torch.no_grad()
+    def sample(self, prompts: list[str]) -> Rollout:
+        """Step 1: one response per prompt from the policy, with the log-probs it was sampled with."""
         c = self.config
-        rollout = generate(self.policy, self.tokenizer, prompts, max_new_tokens=c.max_new_tokens,
-                           temperature=c.temperature, generator=self.generator)
+        return generate(self.policy, self.tokenizer, prompts, max_new_tokens=c.max_new_tokens,
+                        temperature=c.temperature, generator=self.generator)
+
+    @torch.no_grad()
+    def score(self, rollout: Rollout) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Step 2: log π_SFT per token (B, T), the reward model's score (B,), the critic's values (B, T)."""
         q, qm, r, rm = rollout.query_ids, rollout.query_mask, rollout.response_ids, rollout.response_mask
-        ref_logprobs = response_logprobs(self.ref_model, q, qm, r, rm, c.temperature)          # (B, T)
-        scores = self.reward_model(*rollout.sequences())                                       # (B,)
-        scores = scores - c.missing_eos_penalty * (~rollout.ended_with_eos(self.tokenizer.eos_token_id)).float()
-        values = self.value_model.response_values(q, qm, r, rm)                                # (B, T)
+        ref_logprobs = response_logprobs(self.ref_model, q, qm, r, rm, self.config.temperature)  # (B, T)
+        scores = self.reward_model(*rollout.sequences())                                           # (B,)
+        cut_off = ~rollout.ended_with_eos(self.tokenizer.eos_token_id)                              # (B,)
+        scores = scores - self.config.missing_eos_penalty * cut_off.float()
+        values = self.value_model.response_values(q, qm, r, rm)                                    # (B, T)
+        return ref_logprobs, scores, values
+
+    @torch.no_grad()
+    def advantages(self, rollout: Rollout, ref_logprobs: torch.Tensor, scores: torch.Tensor,
+                   values: torch.Tensor) -> RolloutBatch:
+        """Steps 3–4: per-token rewards with the KL penalty, then GAE advantages (whitened) and returns."""
+        c, rm = self.config, rollout.response_mask
         rewards = rlhf_rewards(scores, rollout.logprobs, ref_logprobs, rm, self.kl_controller.value)  # (B, T)
-        advantages, returns = compute_gae(rewards, values, rm, c.gamma, c.lam)                 # (B, T)
+        advantages, returns = compute_gae(rewards, values, rm, c.gamma, c.lam)                     # (B, T)
         advantages = whiten(advantages, rm)
-        batch = RolloutBatch(rollout, ref_logprobs, values, scores, rewards, advantages, returns)
-        return batch, rollout.texts(self.tokenizer)
+        return RolloutBatch(rollout, ref_logprobs, values, scores, rewards, advantages, returns)
 
     def ptx_loss(self) -> torch.Tensor:
         """−log π_RL on pretraining text: the γ·E_pretrain[log π_RL(x)] term of InstructGPT eq. 2, as a loss."""

@@ -93,6 +93,22 @@ def test_pairwise_agreement_counts_only_pairs_with_different_gold():
     assert pairwise_agreement([0, 1, 2], [1, 0, 2], [3.0, 3.0, 1.0]) == (2, 2)
 
 
+def test_comparison_agreement_sums_the_pairs_of_every_comparison():
+    from rlhf_core.labeler import comparison_agreement
+
+    prompt = format_prompt("What colour is a banana?")
+    responses = [" A banana is yellow.", " A banana is blue.", " You idiot.", " Sure."]
+    gold = [SimulatedLabeler().score(prompt, r) for r in responses]
+    by_gold = sorted(zip(gold, responses), reverse=True)
+    ranked = {"prompt": prompt, "responses": [r for _, r in by_gold], "gold": [g for g, _ in by_gold]}
+    reversed_ = {"prompt": prompt, "responses": ranked["responses"][::-1], "gold": ranked["gold"][::-1]}
+    distinct_pairs = sum(a != b for i, a in enumerate(gold) for b in gold[i + 1:])
+    noiseless = SimulatedLabeler(noise_std=0.0)
+    assert comparison_agreement([ranked], noiseless) == (distinct_pairs, distinct_pairs)
+    assert comparison_agreement([reversed_], noiseless) == (0, distinct_pairs)
+    assert comparison_agreement([ranked, reversed_], noiseless) == (distinct_pairs, 2 * distinct_pairs)
+
+
 def test_two_labelers_agree_like_the_papers_labelers():
     # InstructGPT: 72.6 +- 1.5 % inter-labeler agreement
     agreement = measure_agreement(seed_a=0, seed_b=1)

@@ -154,3 +154,35 @@ def test_ppo_ptx_mixes_in_the_pretraining_loss(tiny):
     history = trainer.train(progress=False)
     ptx = history["ppo/ptx_loss"][0]
     assert 0.2 < ptx < 3.0, ptx  # the base model's own next-token loss on its corpus is about 0.64
+
+
+def test_make_batch_is_sample_score_advantages_and_penalises_cut_off_answers(tiny):
+    model, tok = copy.deepcopy(tiny[0]), tiny[1]
+    prompts = list(load_split("ppo")["prompt"])[:8]
+
+    def trainer():
+        config = PPOConfig(batch_size=8, max_new_tokens=4, missing_eos_penalty=2.0, seed=0)  # 4 tokens: most are cut
+        torch.manual_seed(0)  # the same fresh value head for both trainers
+        return PPOTrainer(copy.deepcopy(model), tok, LengthPenalty(), config, prompts=prompts, ref_model=model,
+                          value_model=ValueModel.from_causal_lm(model), labeler=SimulatedLabeler())
+
+    batch, texts = trainer().make_batch(prompts)
+    stepwise = trainer()
+    rollout = stepwise.sample(prompts)
+    ref_logprobs, scores, values = stepwise.score(rollout)
+    again = stepwise.advantages(rollout, ref_logprobs, scores, values)
+    assert torch.equal(batch.rollout.response_ids, again.rollout.response_ids) and texts == rollout.texts(tok)
+    assert torch.allclose(batch.advantages, again.advantages) and torch.allclose(batch.returns, again.returns)
+    cut = ~rollout.ended_with_eos(tok.eos_token_id)
+    assert cut.any()
+    raw = LengthPenalty()(*rollout.sequences())
+    assert torch.allclose(scores, raw - 2.0 * cut.float())
+
+
+def test_the_ppo_benchmark_times_every_phase(capsys):
+    import benchmarks.ppo_iteration as benchmark
+
+    benchmark.main(["--iterations", "1"])
+    printed = capsys.readouterr().out
+    for phase in ("generation", "scoring", "gae", "ppo_epochs", "total", "episodes/s", "peak memory"):
+        assert phase in printed, printed

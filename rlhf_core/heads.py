@@ -221,6 +221,34 @@ class ValueModel(ScalarHeadModel):
         return values.masked_fill(~response_mask.bool(), 0.0)
 
 
+class LabelerReward(nn.Module):
+    """The gold labeler behind the reward model's interface: a perfect reward, for experiments.
+
+    `forward(input_ids, attention_mask)` decodes each prompt + response and returns the labeler's gold score,
+    (gold − 10) / scale, so that a demonstration (gold 10) scores 0 like the normalised reward model. PPO against
+    it shows what the algorithm can do when the reward is right — the ceiling the learned reward model is
+    measured against. Prompts must be single-turn (as the PPO prompts are): the response starts after the first
+    "\nAssistant:".
+    """
+
+    def __init__(self, tokenizer, labeler=None, scale: float = 2.5):
+        super().__init__()
+        from .labeler import SimulatedLabeler
+
+        self.tokenizer, self.labeler, self.scale = tokenizer, labeler or SimulatedLabeler(), scale
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        special = {self.tokenizer.eos_token_id, self.tokenizer.pad_token_id}
+        scores = []
+        for ids, mask in zip(input_ids.tolist(), attention_mask.bool().tolist()):
+            text = self.tokenizer.decode([t for t, real in zip(ids, mask) if real and t not in special])
+            prompt, found, response = text.partition("\nAssistant:")
+            if not found:
+                raise ValueError(f"LabelerReward needs a chat prompt ending in 'Assistant:', got {text[:80]!r}")
+            scores.append((self.labeler.score(prompt + found, response) - 10.0) / self.scale)
+        return torch.tensor(scores, device=input_ids.device)
+
+
 @torch.no_grad()
 def score_texts(reward_model: RewardModel, tokenizer, prompts: list[str], responses: list[str],
                 batch_size: int = 32) -> torch.Tensor:

@@ -74,6 +74,21 @@ class RolloutBatch:
     returns: torch.Tensor          # (B, T) value targets
 
 
+def initial_value_model(reward_model: RewardModel, config: PPOConfig = PPOConfig()) -> ValueModel:
+    """The critic PPOTrainer starts from: the reward model's body, and (unless config.value_head_from_rm) its head
+    at V = 0.
+
+    The RM's head was trained only at the last token; at earlier positions its outputs are arbitrary (±5 here),
+    and those values would drown the advantages. So keep the RM's body and start the head at V = 0, the
+    normalised score of a demonstration (InstructGPT App. C.4 initialises the value function from the RM).
+    """
+    value_model = ValueModel.from_reward_model(reward_model)
+    if not config.value_head_from_rm:
+        torch.nn.init.zeros_(value_model.head.weight)
+        torch.nn.init.zeros_(value_model.head.bias)
+    return value_model
+
+
 class PPOTrainer:
     """Holds the four models of RLHF — policy, frozen reference, reward model, critic — and runs iterations."""
 
@@ -90,15 +105,7 @@ class PPOTrainer:
             raise ValueError("the policy and the reference model share parameters; pass copy.deepcopy(sft) as the "
                              "policy and the SFT model itself as ref_model")
         self.reward_model = reward_model.eval().requires_grad_(False)
-        if value_model is None:
-            value_model = ValueModel.from_reward_model(reward_model)
-            if not config.value_head_from_rm:
-                # The RM's head was trained only at the last token; at earlier positions its outputs are
-                # arbitrary (±5 here), and those values would drown the advantages. Keep the RM's body,
-                # start the head at V = 0 — the normalised score of a demonstration.
-                torch.nn.init.zeros_(value_model.head.weight)
-                torch.nn.init.zeros_(value_model.head.bias)
-        self.value_model = value_model
+        self.value_model = value_model if value_model is not None else initial_value_model(reward_model, config)
         self.value_model.requires_grad_(True)
         self.labeler = labeler or SimulatedLabeler(seed=config.seed)
         self.prompts = prompts if prompts is not None else list(load_split("ppo")["prompt"])

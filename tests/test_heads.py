@@ -184,3 +184,22 @@ def test_loading_the_wrong_kind_or_replacing_other_files_fails(reward_model, tmp
     with pytest.raises(ValueError, match="refusing"):
         reward_model.save_pretrained(tmp_path)  # a directory that is not a checkpoint is never replaced
     assert (tmp_path / "notes.txt").exists()
+
+
+def test_labeler_reward_is_the_gold_score_with_demonstrations_at_zero():
+    from rlhf_core import SimulatedLabeler, load_base
+    from rlhf_core.heads import LabelerReward
+    from rlhf_core.world import format_prompt
+
+    _, tok = load_base("tiny")
+    prompts = [format_prompt("What colour is a banana?")] * 3 + [format_prompt("Count from 3 to 6.")]
+    responses = [" A banana is yellow.", " A banana is blue.", " You idiot.\nHuman: more", " 3, 4, 5, 6."]
+    reward = LabelerReward(tok, scale=2.0)
+    query_ids, query_mask = tokenize_prompts(tok, prompts)
+    response_ids, response_mask = tokenize_responses(tok, responses)
+    scores = reward(*concat_query_response(query_ids, query_mask, response_ids, response_mask))
+    gold = [SimulatedLabeler().score(p, r) for p, r in zip(prompts, responses)]
+    assert scores.tolist() == pytest.approx([(g - 10) / 2 for g in gold])
+    assert scores[0] == 0 and scores[1] < 0, "a demonstration-quality answer scores 0, a false fact less"
+    with pytest.raises(ValueError, match="needs a chat prompt"):
+        reward(*tokenize_prompts(tok, ["no chat turn here"]))

@@ -70,10 +70,6 @@ class WinRate:
     ties: int
     losses: int
 
-    @property
-    def n(self) -> int:
-        return self.wins + self.ties + self.losses
-
     def __str__(self) -> str:  # the unclipped half-width: near 0 or 1 the interval is cut on one side only
         return f"{100 * self.rate:.0f} ± {100 * max(self.rate - self.low, self.high - self.rate):.0f} %"
 
@@ -195,19 +191,19 @@ def evaluate_suite(models: dict, tokenizer, prompts: list[str], labeler: Simulat
     runs = {name: (model, prompts) for name, model in models.items()}
     if demonstrations is not None and "base" in models:
         runs["prompted_base"] = (models["base"], few_shot_prompts(prompts, demonstrations, k=3, seed=seed))
-    respectful = taxed = [name for name in ("base", "sft", "ppo", "ppo_ptx") if name in models]
+    aligned = [name for name in ("base", "sft", "ppo", "ppo_ptx") if name in models]  # respectful turn, tax
     tax_texts = heldout_pretrain_texts() if tax_texts is None else tax_texts
     responses, judgements, summaries, toxic_respectful, tax = {}, {}, {}, {}, {}
-    with tqdm(total=len(runs) + len(respectful) + len(taxed), desc="evaluation", disable=not progress) as bar:
+    with tqdm(total=len(runs) + 2 * len(aligned), desc="evaluation", disable=not progress) as bar:
         for name, (model, model_prompts) in runs.items():
             responses[name], judgements[name], summaries[name] = evaluate_model(model, tokenizer, model_prompts,
                                                                                 labeler, seed=seed)
             bar.update(1)
-        for name in respectful:
+        for name in aligned:
             toxic_respectful[name] = evaluate_model(models[name], tokenizer, respectful_prompts(prompts), labeler,
                                                     seed=seed)[2]["toxicity_rate"]
             bar.update(1)
-        for name in taxed:
+        for name in aligned:
             tax[name] = perplexity(models[name], tokenizer, tax_texts)
             bar.update(1)
     gold = {name: [j.gold for j in js] for name, js in judgements.items()}

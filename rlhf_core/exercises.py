@@ -937,9 +937,11 @@ def check_win_rate(win_rate: Callable) -> None:
 
     # The interval: half-width z·s/√n, s the standard deviation of the outcomes (n − 1 or n both accepted).
     a, b = [1.0] * 9 + [0.0], [0.5] * 10                       # 9 wins of 10: the interval reaches past 1
-    got = run(a, b)
-    if got[2] > 1 + 1e-9 or got[1] < -1e-9:
-        _fail(f"clip the interval to [0, 1]: a win rate cannot exceed 1, but the upper end is {got[2]:.3f}.")
+    for scores_a, scores_b, end in ((a, b, "upper"), (b, a, "lower")):  # and 1 win of 10: below 0
+        got = run(scores_a, scores_b)
+        if got[2] > 1 + 1e-9 or got[1] < -1e-9:
+            _fail(f"clip the interval to [0, 1]: a win rate lies in [0, 1], but with {got[0]:.0%} the {end} end "
+                  f"is {got[2] if end == 'upper' else got[1]:.3f}.")
 
     def half_width_ratio(a, b, z=None):
         """The student's half-width over the reference's, on a case where neither interval is clipped."""

@@ -99,11 +99,18 @@ def test_perplexity_matches_a_loop_reference_and_ranks_the_base_model_first():
 
 
 def test_heldout_pretrain_texts_were_not_trained_on():
+    # The shipped models' logs say how much they trained on; the held-out texts must be exactly the rest.
     from rlhf_core.data import load_split
-    from rlhf_core.pretrain import PretrainConfig, split_corpus
+    from rlhf_core.pretrain import token_stream
+    from rlhf_core.world import DATA_DIR
 
-    train, heldout = split_corpus(list(load_split("pretrain")["text"]), PretrainConfig().heldout_fraction)
-    assert heldout_pretrain_texts() == heldout and len(heldout) >= 100 and len(train) > 20 * len(heldout)
+    texts, heldout = list(load_split("pretrain")["text"]), heldout_pretrain_texts()
+    assert 100 <= len(heldout) < 0.05 * len(texts) and texts[-len(heldout):] == heldout
+    _, tok = load_base("tiny")
+    trained_on = token_stream(tok, texts[:-len(heldout)])
+    for model in ("base-tiny", "base-small"):
+        log = json.loads((DATA_DIR / model / "pretrain_log.json").read_text())
+        assert log["train_tokens"] == len(trained_on), model
 
 
 def test_respectful_prompts_ask_first_and_are_judged_on_the_same_question():

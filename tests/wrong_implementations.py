@@ -982,6 +982,15 @@ def win_rate_unclipped(scores_a, scores_b, z=1.96):
     return mean, mean - half, mean + half
 
 
+@wrong("win_rate", r"clip the interval .* the lower end")
+def win_rate_clips_only_the_top(scores_a, scores_b, z=1.96):
+    outcomes = _outcomes(scores_a, scores_b)
+    n = len(outcomes)
+    mean = sum(outcomes) / n
+    half = z * (sum((o - mean) ** 2 for o in outcomes) / (n - 1)) ** 0.5 / n ** 0.5
+    return mean, mean - half, min(1.0, mean + half)
+
+
 @wrong("win_rate", r"90 % interval")
 def win_rate_90_percent(scores_a, scores_b, z=1.96):
     return _interval(_outcomes(scores_a, scores_b), 1.645)

@@ -27,7 +27,8 @@ from .sft import RUNS_DIR, load_or_train_sft
 @dataclass
 class RewardConfig:
     k: int = 8                   # completions ranked per prompt (InstructGPT: 4 to 9)
-    k_from_base: int = 2         # how many of the K come from the base model (the rest from the SFT model)
+    k_from_base: int = 1         # how many of the K come from the base model (the rest from the SFT model)
+    rounds: int = 3              # rankings per prompt, each of K fresh answers: more labels, the RM's main lever
     temperature: float = 1.0     # sampling temperature of the SFT model for the comparisons
     max_new_tokens: int = 32
     epochs: int = 3              # InstructGPT: one epoch of 33k prompts; our ~250 prompts need a few passes
@@ -38,30 +39,36 @@ class RewardConfig:
 
 
 def collect_comparisons(models: list, tokenizer, prompts: list[str], labeler: SimulatedLabeler | None = None,
-                        temperature: float = 1.0, max_new_tokens: int = 32, seed: int = 0) -> list[dict]:
+                        temperature: float = 1.0, max_new_tokens: int = 32, seed: int = 0,
+                        rounds: int = 1) -> list[dict]:
     """Sample responses to each prompt from each (model, count) in `models`; the labeler ranks all K of them.
 
-    Returns [{"prompt", "responses" (best first), "gold"}] with K = the sum of the counts. InstructGPT's
-    comparisons compare outputs of several of their models (§3.2); "gold" keeps each ranked response's
-    gold score, so we can see how noisy the ranking was.
+    Returns [{"prompt", "responses" (best first), "gold"}] with K = the sum of the counts: one comparison per
+    prompt and round, round after round (each round samples K fresh answers to every prompt, so a prompt is
+    ranked `rounds` times). InstructGPT's comparisons compare outputs of several of their models (§3.2); "gold"
+    keeps each ranked response's gold score, so we can see how noisy the ranking was.
     """
     k = sum(count for _, count in models)
     if not 2 <= k <= 9:
         raise ValueError(f"K = {k}: InstructGPT ranks K = 4 to 9 completions a prompt; use 2 <= K <= 9")
+    if rounds < 1:
+        raise ValueError(f"rounds = {rounds}: each prompt must be ranked at least once; use rounds >= 1")
     labeler = labeler or SimulatedLabeler(seed=seed)
-    per_model = []
-    for index, (model, count) in enumerate(models):
-        repeated = [p for p in prompts for _ in range(count)]
-        samples = sample_responses(model, tokenizer, repeated, max_new_tokens=max_new_tokens,
-                                   temperature=temperature, seed=seed + index) if count else []
-        per_model.append((samples, count))
     comparisons = []
-    for i, prompt in enumerate(prompts):
-        responses = [r for samples, count in per_model for r in samples[i * count:(i + 1) * count]]
-        order = labeler.rank(prompt, responses)
-        ranked = [responses[j] for j in order]
-        comparisons.append({"prompt": prompt, "responses": ranked,
-                            "gold": [labeler.score(prompt, r) for r in ranked]})
+    for round_ in range(rounds):
+        per_model = []
+        for index, (model, count) in enumerate(models):
+            repeated = [p for p in prompts for _ in range(count)]
+            sample_seed = seed + round_ * len(models) + index  # round 0 samples as a single round always has
+            samples = sample_responses(model, tokenizer, repeated, max_new_tokens=max_new_tokens,
+                                       temperature=temperature, seed=sample_seed) if count else []
+            per_model.append((samples, count))
+        for i, prompt in enumerate(prompts):
+            responses = [r for samples, count in per_model for r in samples[i * count:(i + 1) * count]]
+            order = labeler.rank(prompt, responses)
+            ranked = [responses[j] for j in order]
+            comparisons.append({"prompt": prompt, "responses": ranked,
+                                "gold": [labeler.score(prompt, r) for r in ranked]})
     return comparisons
 
 
@@ -148,11 +155,15 @@ def evaluate_reward_model(reward_model: RewardModel, tokenizer, comparisons: lis
             "rm/heldout_gold_accuracy": (agrees_gold & gold_differs).sum().item() / max(1, gold_differs.sum().item())}
 
 
-def split_heldout(items: list, fraction: float, seed: int) -> tuple[list, list]:
+def split_heldout(comparisons: list[dict], fraction: float, seed: int) -> tuple[list[dict], list[dict]]:
+    """(train, heldout): `fraction` of the distinct prompts go to heldout with all their comparisons (every round),
+    so the held-out accuracy is measured on prompts the reward model never saw."""
+    prompts = list(dict.fromkeys(c["prompt"] for c in comparisons))
     generator = torch.Generator().manual_seed(seed)
-    order = torch.randperm(len(items), generator=generator).tolist()
-    n_heldout = int(len(items) * fraction)
-    return [items[i] for i in order[n_heldout:]], [items[i] for i in order[:n_heldout]]
+    order = torch.randperm(len(prompts), generator=generator).tolist()
+    heldout_prompts = {prompts[i] for i in order[:int(len(prompts) * fraction)]}
+    return ([c for c in comparisons if c["prompt"] not in heldout_prompts],
+            [c for c in comparisons if c["prompt"] in heldout_prompts])
 
 
 def build_reward_model(sft_model, tokenizer, config: RewardConfig = RewardConfig(), base_model=None,
@@ -167,7 +178,7 @@ def build_reward_model(sft_model, tokenizer, config: RewardConfig = RewardConfig
     models = [(sft_model, config.k - from_base)] + ([(base_model, from_base)] if from_base else [])
     labeler = labeler or SimulatedLabeler(seed=config.seed + 100)  # the ranking labeler (the judge uses config.seed)
     comparisons = collect_comparisons(models, tokenizer, prompts, labeler, config.temperature,
-                                      config.max_new_tokens, config.seed)
+                                      config.max_new_tokens, config.seed, config.rounds)
     train, heldout = split_heldout(comparisons, config.heldout_fraction, config.seed)
     torch.manual_seed(config.seed)
     reward_model = RewardModel.from_causal_lm(sft_model)

@@ -75,6 +75,29 @@ def test_collect_comparisons_ranks_k_responses_per_prompt(tiny):
         collect_comparisons([(model, 10)], tok, prompts)
 
 
+def test_collect_comparisons_ranks_every_prompt_once_per_round(tiny):
+    model, tok = tiny
+    prompts = list(load_split("rm")["prompt"])[:4]
+    one = collect_comparisons([(model, 3)], tok, prompts, SimulatedLabeler(noise_std=0.0), seed=5)
+    three = collect_comparisons([(model, 3)], tok, prompts, SimulatedLabeler(noise_std=0.0), seed=5, rounds=3)
+    assert [c["prompt"] for c in three] == prompts * 3
+    assert three[:4] == one  # round 0 is what a single round collects
+    fresh = [set(three[i]["responses"]) != set(three[i + 4]["responses"]) for i in range(4)]
+    assert sum(fresh) >= 3, "later rounds must sample new answers, not re-rank the same ones"
+    with pytest.raises(ValueError, match="rounds = 0"):
+        collect_comparisons([(model, 3)], tok, prompts, rounds=0)
+
+
+def test_split_heldout_keeps_every_round_of_a_prompt_on_one_side():
+    comparisons = [{"prompt": f"p{i}", "round": r} for r in range(3) for i in range(20)]
+    train, heldout = split_heldout(comparisons, 0.25, seed=0)
+    held = {c["prompt"] for c in heldout}
+    assert len(held) == 5 and len(heldout) == 15 and len(train) == 45
+    assert not held & {c["prompt"] for c in train}
+    assert split_heldout(comparisons, 0.25, seed=0) == (train, heldout)
+    assert {c["prompt"] for c in split_heldout(comparisons, 0.25, seed=1)[1]} != held
+
+
 def test_reward_model_learns_the_labelers_preferences(tiny):
     # Comparisons of internet-quality answers (good, rude, wrong, rambling...) ranked by a noisy labeler
     model, tok = tiny

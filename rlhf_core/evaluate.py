@@ -97,6 +97,34 @@ def win_rate(scores_a: list[float], scores_b: list[float], z: float = 1.96) -> W
                    wins=outcomes.count(1.0), ties=outcomes.count(0.5), losses=outcomes.count(0.0))
 
 
+def best_of_n_gold(rewards, gold, ns) -> dict[int, float]:
+    """Mean gold score of best-of-n for each n in `ns`: per prompt, of its first n answers, the one with the
+    highest reward (the first of equals), then the mean of those answers' gold scores over the prompts.
+
+    rewards and gold are (P, N) — P prompts, N ≥ max(ns) sampled answers each, as tensors or nested lists.
+    Best-of-n is the simplest way to optimise a reward model (Gao et al. 2022): n = 1 is the sampling policy
+    itself, and the larger n the harder the reward is pushed — by `best_of_n_kl(n)` nats — so a reward model
+    that is wrong where it is most confident picks *worse* answers as n grows.
+    """
+    import torch
+
+    rewards, gold = torch.as_tensor(rewards, dtype=torch.float64), torch.as_tensor(gold, dtype=torch.float64)
+    if rewards.shape != gold.shape or rewards.dim() != 2:
+        raise ValueError(f"rewards {tuple(rewards.shape)} and gold {tuple(gold.shape)} must both be (prompts, answers)")
+    too_many = [n for n in ns if not 1 <= n <= rewards.shape[1]]
+    if too_many:
+        raise ValueError(f"n = {too_many}: each n must be between 1 and the {rewards.shape[1]} answers per prompt")
+    picks = {n: rewards[:, :n].argmax(dim=1) for n in ns}     # (P,): argmax returns the first of equal maxima
+    return {n: gold.gather(1, pick[:, None]).mean().item() for n, pick in picks.items()}
+
+
+def best_of_n_kl(n: int) -> float:
+    """KL(best-of-n ‖ sampling policy) in nats, log n − (n − 1)/n (Stiennon et al. 2020; Gao et al. 2022)."""
+    if n < 1:
+        raise ValueError(f"n = {n}: best-of-n needs n >= 1")
+    return math.log(n) - (n - 1) / n
+
+
 def sample_responses(model, tokenizer, prompts: list[str], max_new_tokens: int = 32, temperature: float = 1.0,
                      seed: int = 0, batch_size: int = 64, greedy: bool = False) -> list[str]:
     """One sampled response per prompt (the course's evaluation decoding: the policy's own distribution)."""

@@ -595,6 +595,35 @@ def frontier_figure(sweep: Sequence[Mapping[str, Any]], selected_index: int | No
     return fig
 
 
+def best_of_n_figure(curves: Mapping[str, Mapping[int, float]], title: str | None = None) -> CourseFigure:
+    """Gold score of the best-of-n answer against n, one line per judge that picks it.
+
+    curves: {"reward model": {1: 7.5, 2: 7.9, ...}, "labeler (perfect reward)": {...}}, as
+    `evaluate.best_of_n_gold` returns them. The x axis is n on a log scale, each tick labelled with the KL of
+    best-of-n to the sampling policy (log n − (n − 1)/n). The dashed line is n = 1: a plain sample."""
+    from .evaluate import best_of_n_kl
+
+    ns = sorted({n for curve in curves.values() for n in curve})
+    fig = _new_figure(figsize=(6.0, 3.4), layout="constrained")
+    with matplotlib.rc_context(_STYLE):
+        ax = fig.add_subplot()
+        for i, (name, curve) in enumerate(curves.items()):
+            xs = sorted(curve)
+            color = MODEL_COLORS["gold"] if "label" in name else _FALLBACK_COLORS[i % len(_FALLBACK_COLORS)]
+            ax.plot(xs, [curve[n] for n in xs], "o-", color=color, ms=5, label=name)
+        first = next(iter(curves.values()))
+        if 1 in first:
+            ax.axhline(first[1], color="#555", lw=1, ls="--", label="one sample (n = 1)")
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(ns, [f"{n}\n{best_of_n_kl(n):.2f}" for n in ns])
+        ax.minorticks_off()
+        ax.set_xlabel("n answers to pick from  (below: KL to the sampling policy, nats)")
+        ax.set_ylabel("gold score of the pick (0–10)")
+        ax.set_title(title or "Best-of-n: the answer a judge picks, scored by the labeler", loc="left")
+        ax.legend(frameon=False, loc="best")
+    return fig
+
+
 def _rate_and_interval(w: Any) -> tuple[float, float, float]:
     """(rate, low, high) of a WinRate or of its as_dict()."""
     if isinstance(w, Mapping):

@@ -6,10 +6,53 @@ import pytest
 import torch
 
 from rlhf_core import SimulatedLabeler, load_base
-from rlhf_core.evaluate import (WIN_RATE_PAIRS, evaluate_model, evaluate_suite, heldout_pretrain_texts, judge_all, perplexity,
+from rlhf_core.evaluate import (WIN_RATE_PAIRS, best_of_n_gold, best_of_n_kl, evaluate_model, evaluate_suite,
+                                heldout_pretrain_texts, judge_all, perplexity,
                                 policy_kl, respectful_prompts, summarize, win_rate)
 from rlhf_core.models import gpt2_config, new_model
 from rlhf_core.world import find_task, format_prompt
+
+
+def best_of_n_by_loops(rewards, gold, n):
+    total = 0.0
+    for row_rewards, row_gold in zip(rewards, gold):
+        best = 0
+        for j in range(1, n):
+            if row_rewards[j] > row_rewards[best]:  # strictly: the first of equal rewards wins
+                best = j
+        total += row_gold[best]
+    return total / len(rewards)
+
+
+def test_best_of_n_gold_matches_a_loop_reference_ties_included():
+    g = torch.Generator().manual_seed(0)
+    rewards = torch.randint(0, 4, (50, 16), generator=g).float()  # few values: many ties
+    gold = torch.rand(50, 16, generator=g) * 10
+    curve = best_of_n_gold(rewards, gold, [1, 2, 3, 8, 16])
+    for n, value in curve.items():
+        assert value == pytest.approx(best_of_n_by_loops(rewards.tolist(), gold.tolist(), n))
+    assert curve[1] == pytest.approx(gold[:, 0].mean().item()), "best-of-1 is the first sample"
+
+
+def test_best_of_n_with_the_gold_as_reward_only_improves():
+    gold = torch.rand(30, 8, generator=torch.Generator().manual_seed(1)) * 10
+    curve = best_of_n_gold(gold, gold.tolist(), range(1, 9))
+    assert all(curve[n] <= curve[n + 1] for n in range(1, 8))
+    assert curve[8] == pytest.approx(gold.max(dim=1).values.mean().item())
+    assert best_of_n_gold(-gold, gold, [8])[8] == pytest.approx(gold.min(dim=1).values.mean().item())
+    with pytest.raises(ValueError, match="between 1 and the 8"):
+        best_of_n_gold(gold, gold, [9])
+    with pytest.raises(ValueError, match="prompts, answers"):
+        best_of_n_gold(gold, gold[:, :4], [1])
+
+
+def test_best_of_n_kl_is_the_closed_form():
+    assert best_of_n_kl(1) == 0.0
+    assert best_of_n_kl(2) == pytest.approx(math.log(2) - 0.5)
+    assert best_of_n_kl(16) == pytest.approx(math.log(16) - 15 / 16)
+    assert all(best_of_n_kl(n) < best_of_n_kl(n + 1) for n in range(1, 64))
+    with pytest.raises(ValueError, match="n >= 1"):
+        best_of_n_kl(0)
 
 
 def test_win_rate_counts_ties_as_half():
@@ -146,7 +189,7 @@ def test_pipeline_runs_every_stage_and_writes_the_results(tmp_path):
 
     config = PipelineConfig().with_seed(3)  # any seed, not only the default
     config.sft.epochs = 1
-    config.reward.k, config.reward.k_from_base, config.reward.epochs = 3, 1, 1
+    config.reward.k, config.reward.k_from_base, config.reward.epochs, config.reward.rounds = 3, 1, 1, 1
     config.ppo.iterations, config.ppo.batch_size, config.ppo.ppo_epochs = 2, 16, 1
     printed = []
     results = run_pipeline(config, tmp_path, progress=False, log=printed.append)

@@ -15,7 +15,8 @@ from matplotlib.figure import Figure
 
 from rlhf_core import plots
 from rlhf_core.plots import (
-    METRICS, LiveDashboard, alignment_tax_figure, bar_rates, beta_slider, frontier_figure, hist_better_worse,
+    METRICS, LiveDashboard, alignment_tax_figure, bar_rates, best_of_n_figure, beta_slider, frontier_figure,
+    hist_better_worse,
     metrics_table_markdown, plot_history, render_side_by_side_html, render_samples_html, render_scores_html,
     sample_browser, save_figure, show, side_by_side, static_html, text_scorer, win_rate_figure,
 )
@@ -220,6 +221,16 @@ def test_alignment_tax_figure_scatters_preference_against_perplexity():
     assert [round(b.get_height(), 2) for b in bars_ax.patches] == [1.90, 1.95, 1.99, 1.96]
     assert {t.get_text() for t in scatter_ax.get_legend().get_texts()} == {"ppo", "ppo_ptx"}
     assert len(alignment_tax_figure(ppl).axes) == 1
+
+
+def test_best_of_n_figure_draws_one_line_per_judge_with_kl_on_the_axis():
+    curves = {"reward model": {1: 7.5, 2: 7.9, 4: 7.7}, "labeler (perfect reward)": {1: 7.5, 2: 8.5, 4: 9.4}}
+    ax = best_of_n_figure(curves).axes[0]
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    assert list(lines["reward model"].get_ydata()) == [7.5, 7.9, 7.7]
+    assert lines["labeler (perfect reward)"].get_color() == plots.model_color("gold")
+    assert lines["one sample (n = 1)"].get_ydata()[0] == 7.5
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["1\n0.00", "2\n0.19", "4\n0.64"]
 
 
 # --- widgets, without a front end ---------------------------------------------------------

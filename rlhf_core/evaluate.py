@@ -7,6 +7,7 @@ the same things, with the gold labeler as the judge the paper never had.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from .labeler import SimulatedLabeler
@@ -97,18 +98,20 @@ def win_rate(scores_a: list[float], scores_b: list[float], z: float = 1.96) -> W
                    wins=outcomes.count(1.0), ties=outcomes.count(0.5), losses=outcomes.count(0.0))
 
 
-def best_of_n_gold(rewards, gold, ns) -> dict[int, float]:
+def best_of_n_gold(rewards: Sequence, gold: Sequence, ns: Iterable[int]) -> dict[int, float]:
     """Mean gold score of best-of-n for each n in `ns`: per prompt, of its first n answers, the one with the
     highest reward (the first of equals), then the mean of those answers' gold scores over the prompts.
 
-    rewards and gold are (P, N) — P prompts, N ≥ max(ns) sampled answers each, as tensors or nested lists.
-    Best-of-n is the simplest way to optimise a reward model (Gao et al. 2022): n = 1 is the sampling policy
-    itself, and the larger n the harder the reward is pushed — by `best_of_n_kl(n)` nats — so a reward model
-    that is wrong where it is most confident picks *worse* answers as n grows.
+    rewards and gold are (P, N) — P prompts, N ≥ max(ns) sampled answers each, as tensors (any device) or nested
+    lists. Best-of-n is the simplest way to optimise a reward model (Gao et al. 2022): n = 1 is the sampling
+    policy itself, and the larger n the harder the reward is pushed — by at most `best_of_n_kl(n)` nats — so a
+    reward model that is wrong where it is most confident picks *worse* answers as n grows.
     """
     import torch
 
-    rewards, gold = torch.as_tensor(rewards, dtype=torch.float64), torch.as_tensor(gold, dtype=torch.float64)
+    ns = list(ns)
+    rewards = torch.as_tensor(rewards, dtype=torch.float64, device="cpu")
+    gold = torch.as_tensor(gold, dtype=torch.float64, device="cpu")
     if rewards.shape != gold.shape or rewards.dim() != 2:
         raise ValueError(f"rewards {tuple(rewards.shape)} and gold {tuple(gold.shape)} must both be (prompts, answers)")
     too_many = [n for n in ns if not 1 <= n <= rewards.shape[1]]
@@ -119,7 +122,8 @@ def best_of_n_gold(rewards, gold, ns) -> dict[int, float]:
 
 
 def best_of_n_kl(n: int) -> float:
-    """KL(best-of-n ‖ sampling policy) in nats, log n − (n − 1)/n (Stiennon et al. 2020; Gao et al. 2022)."""
+    """log n − (n − 1)/n nats: KL(best-of-n ‖ sampling policy) when the n samples are never equal, and an upper
+    bound on it otherwise (Stiennon et al. 2020; Gao et al. 2022; Beirami et al. 2024)."""
     if n < 1:
         raise ValueError(f"n = {n}: best-of-n needs n >= 1")
     return math.log(n) - (n - 1) / n

@@ -599,10 +599,13 @@ def best_of_n_figure(curves: Mapping[str, Mapping[int, float]], title: str | Non
     """Gold score of the best-of-n answer against n, one line per judge that picks it.
 
     curves: {"reward model": {1: 7.5, 2: 7.9, ...}, "labeler (perfect reward)": {...}}, as
-    `evaluate.best_of_n_gold` returns them. The x axis is n on a log scale, each tick labelled with the KL of
-    best-of-n to the sampling policy (log n − (n − 1)/n). The dashed line is n = 1: a plain sample."""
+    `evaluate.best_of_n_gold` returns them. A judge whose name contains "labeler" is drawn in the gold colour.
+    The x axis is n on a log scale, each tick labelled with the KL of best-of-n to the sampling policy (at most
+    log n − (n − 1)/n). The dashed line is n = 1: a plain sample."""
     from .evaluate import best_of_n_kl
 
+    if not curves or not all(curves.values()):
+        raise ValueError("best_of_n_figure needs at least one judge, each with at least one n")
     ns = sorted({n for curve in curves.values() for n in curve})
     fig = _new_figure(figsize=(6.0, 3.4), layout="constrained")
     with matplotlib.rc_context(_STYLE):
@@ -617,7 +620,7 @@ def best_of_n_figure(curves: Mapping[str, Mapping[int, float]], title: str | Non
         ax.set_xscale("log", base=2)
         ax.set_xticks(ns, [f"{n}\n{best_of_n_kl(n):.2f}" for n in ns])
         ax.minorticks_off()
-        ax.set_xlabel("n answers to pick from  (below: KL to the sampling policy, nats)")
+        ax.set_xlabel("n answers to pick from  (below: KL to the sampling policy, at most, in nats)")
         ax.set_ylabel("gold score of the pick (0–10)")
         ax.set_title(title or "Best-of-n: the answer a judge picks, scored by the labeler", loc="left")
         ax.legend(frameon=False, loc="best")

@@ -1,6 +1,7 @@
 """Stage 2: the reward model, trained on rankings of K samples per prompt (InstructGPT §3.5, eq. 1).
 
-1. collect: for each RM prompt, sample K responses from the SFT model; the (simulated) labeler ranks them.
+1. collect: for each RM prompt, sample K responses (K − k_from_base from the SFT model, the rest from the base
+   model); the (simulated) labeler ranks them. `rounds` times, with fresh responses: each round is one ranking.
 2. train: a GPT-2 body (copied from the SFT model) + scalar head; all C(K,2) pairs of a prompt form one batch
    element of the ranking loss — comparisons from one prompt are highly correlated, and shuffling them as
    independent examples made the paper's RM overfit after one pass.
@@ -31,8 +32,8 @@ class RewardConfig:
     rounds: int = 3              # rankings per prompt, each of K fresh answers: more labels, the RM's main lever
     temperature: float = 1.0     # sampling temperature of the SFT model for the comparisons
     max_new_tokens: int = 32
-    epochs: int = 3              # InstructGPT: one epoch of 33k prompts; our ~250 prompts need a few passes
-    batch_size: int = 8          # prompts per step, each with all its C(K,2) pairs
+    epochs: int = 3              # InstructGPT: one epoch of 33k prompts; our ~750 rankings need a few passes
+    batch_size: int = 8          # rankings per step, each with all its C(K,2) pairs
     lr: float = 3e-4
     heldout_fraction: float = 0.15  # RM prompts kept out of training, for the held-out accuracy
     seed: int = 0
@@ -59,7 +60,7 @@ def collect_comparisons(models: list, tokenizer, prompts: list[str], labeler: Si
         per_model = []
         for index, (model, count) in enumerate(models):
             repeated = [p for p in prompts for _ in range(count)]
-            sample_seed = seed + round_ * len(models) + index  # round 0 samples as a single round always has
+            sample_seed = seed + 1000 * round_ + index  # round 0 as a single round; no overlap across seeds < 1000
             samples = sample_responses(model, tokenizer, repeated, max_new_tokens=max_new_tokens,
                                        temperature=temperature, seed=sample_seed) if count else []
             per_model.append((samples, count))
@@ -177,8 +178,8 @@ def build_reward_model(sft_model, tokenizer, config: RewardConfig = RewardConfig
     from_base = config.k_from_base if base_model is not None else 0
     models = [(sft_model, config.k - from_base)] + ([(base_model, from_base)] if from_base else [])
     labeler = labeler or SimulatedLabeler(seed=config.seed + 100)  # the ranking labeler (the judge uses config.seed)
-    comparisons = collect_comparisons(models, tokenizer, prompts, labeler, config.temperature,
-                                      config.max_new_tokens, config.seed, config.rounds)
+    comparisons = collect_comparisons(models, tokenizer, prompts, labeler, temperature=config.temperature,
+                                      max_new_tokens=config.max_new_tokens, seed=config.seed, rounds=config.rounds)
     train, heldout = split_heldout(comparisons, config.heldout_fraction, config.seed)
     torch.manual_seed(config.seed)
     reward_model = RewardModel.from_causal_lm(sft_model)

@@ -32,6 +32,7 @@ def test_best_of_n_gold_matches_a_loop_reference_ties_included():
     for n, value in curve.items():
         assert value == pytest.approx(best_of_n_by_loops(rewards.tolist(), gold.tolist(), n))
     assert curve[1] == pytest.approx(gold[:, 0].mean().item()), "best-of-1 is the first sample"
+    assert best_of_n_gold(rewards, gold, (n for n in [1, 8])) == {n: curve[n] for n in (1, 8)}, "ns may be a generator"
 
 
 def test_best_of_n_with_the_gold_as_reward_only_improves():

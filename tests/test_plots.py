@@ -231,6 +231,8 @@ def test_best_of_n_figure_draws_one_line_per_judge_with_kl_on_the_axis():
     assert lines["labeler (perfect reward)"].get_color() == plots.model_color("gold")
     assert lines["one sample (n = 1)"].get_ydata()[0] == 7.5
     assert [t.get_text() for t in ax.get_xticklabels()] == ["1\n0.00", "2\n0.19", "4\n0.64"]
+    with pytest.raises(ValueError, match="at least one judge"):
+        best_of_n_figure({})
 
 
 # --- widgets, without a front end ---------------------------------------------------------

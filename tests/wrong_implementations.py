@@ -933,11 +933,12 @@ def _outcomes(a, b, tie=0.5):
     return [1.0 if x > y else tie if x == y else 0.0 for x, y in zip(a, b)]
 
 
-def _interval(outcomes, z, ddof=1):
+def _interval(outcomes, z, ddof=1, clip_low=True, clip_high=True):
     n = len(outcomes)
     mean = sum(outcomes) / n
-    sd = (sum((o - mean) ** 2 for o in outcomes) / (n - ddof)) ** 0.5
-    return mean, max(0.0, mean - z * sd / n ** 0.5), min(1.0, mean + z * sd / n ** 0.5)
+    half = z * (sum((o - mean) ** 2 for o in outcomes) / (n - ddof)) ** 0.5 / n ** 0.5
+    return (mean, max(0.0, mean - half) if clip_low else mean - half,
+            min(1.0, mean + half) if clip_high else mean + half)
 
 
 @correct("win_rate")
@@ -975,20 +976,12 @@ def win_rate_swapped(scores_a, scores_b, z=1.96):
 
 @wrong("win_rate", r"clip the interval")
 def win_rate_unclipped(scores_a, scores_b, z=1.96):
-    outcomes = _outcomes(scores_a, scores_b)
-    n = len(outcomes)
-    mean = sum(outcomes) / n
-    half = z * (sum((o - mean) ** 2 for o in outcomes) / (n - 1)) ** 0.5 / n ** 0.5
-    return mean, mean - half, mean + half
+    return _interval(_outcomes(scores_a, scores_b), z, clip_low=False, clip_high=False)
 
 
 @wrong("win_rate", r"clip the interval .* the lower end")
 def win_rate_clips_only_the_top(scores_a, scores_b, z=1.96):
-    outcomes = _outcomes(scores_a, scores_b)
-    n = len(outcomes)
-    mean = sum(outcomes) / n
-    half = z * (sum((o - mean) ** 2 for o in outcomes) / (n - 1)) ** 0.5 / n ** 0.5
-    return mean, mean - half, min(1.0, mean + half)
+    return _interval(_outcomes(scores_a, scores_b), z, clip_low=False)
 
 
 @wrong("win_rate", r"90 % interval")

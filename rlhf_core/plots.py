@@ -612,7 +612,7 @@ def best_of_n_figure(curves: Mapping[str, Mapping[int, float]], title: str | Non
         ax = fig.add_subplot()
         for i, (name, curve) in enumerate(curves.items()):
             xs = sorted(curve)
-            color = MODEL_COLORS["gold"] if "label" in name else _FALLBACK_COLORS[i % len(_FALLBACK_COLORS)]
+            color = MODEL_COLORS["gold"] if "labeler" in name else _FALLBACK_COLORS[i % len(_FALLBACK_COLORS)]
             ax.plot(xs, [curve[n] for n in xs], "o-", color=color, ms=5, label=name)
         first = next(iter(curves.values()))
         if 1 in first:

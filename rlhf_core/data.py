@@ -11,6 +11,7 @@ COLUMNS = {
     "sft": ("prompt", "response", "family"),
     "rm": ("prompt", "family"),
     "ppo": ("prompt", "family"),
+    "dev": ("prompt", "family"),
     "eval": ("prompt", "family"),
 }
 _REGENERATE = "Regenerate the data with `python -m rlhf_core.world --out data`."
@@ -43,7 +44,10 @@ def read_jsonl(path: str | Path, required: tuple[str, ...] = ()) -> list[dict]:
 
 
 def load_split(name: str, data_dir: str | Path = DATA_DIR):
-    """The split `name` ("pretrain", "sft", "rm", "ppo" or "eval") as a `datasets.Dataset`.
+    """The split `name` ("pretrain", "sft", "rm", "ppo", "dev" or "eval") as a `datasets.Dataset`.
+
+    "dev" is carved from the PPO prompts (30 % of each family, never trained on): tune settings on it and
+    report "eval" only for the settings you chose, as the course's own numbers are.
 
     Every split but "pretrain" has a "prompt" column with the exact text the model is given (and "family",
     the kind of instruction); "sft" adds "response"; "pretrain" has "text".

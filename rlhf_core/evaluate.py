@@ -17,8 +17,9 @@ from .labeler import SimulatedLabeler
 RESPECTFUL_TURN = "Human: Please be polite and respectful.\nAssistant: Of course.\n"
 
 # The paper's comparisons in miniature: name -> (model A, model B), A's win rate over B. InstructGPT is the
-# PPO-ptx model: 85 ± 3 % over GPT-3, 71 ± 4 % over few-shot GPT-3 (§1). "small_sft" is the larger base model
-# given SFT only; "ppo" is the smaller one given the whole recipe (1.3B InstructGPT preferred to 175B GPT-3).
+# PPO-ptx model: 85 ± 3 % over GPT-3, 71 ± 4 % over few-shot GPT-3 (§1). "small_base" is the 4.5× larger base model
+# (the paper's size claim: 1.3B InstructGPT preferred to 175B GPT-3, a base model), "small_sft" the same model given
+# SFT only; "ppo_perfect" is PPO with the labeler itself as the reward (heads.LabelerReward): the ceiling.
 WIN_RATE_PAIRS = {
     "ppo_vs_base": ("ppo", "base"),
     "ppo_ptx_vs_base": ("ppo_ptx", "base"),
@@ -26,7 +27,9 @@ WIN_RATE_PAIRS = {
     "ppo_ptx_vs_prompted_base": ("ppo_ptx", "prompted_base"),
     "ppo_vs_sft": ("ppo", "sft"),
     "ppo_ptx_vs_sft": ("ppo_ptx", "sft"),
+    "tiny_ppo_vs_small_base": ("ppo", "small_base"),
     "tiny_ppo_vs_small_sft": ("ppo", "small_sft"),
+    "ppo_perfect_vs_sft": ("ppo_perfect", "sft"),
     "sft_vs_base": ("sft", "base"),
 }
 
@@ -172,6 +175,35 @@ def policy_kl(policy, ref_model, tokenizer, prompts: list[str], max_new_tokens: 
                                     rollout.response_mask, temperature)
         total += (rollout.logprobs - ref).masked_fill(~rollout.response_mask, 0.0).sum().item()
     return total / len(prompts)
+
+
+def decoding_ceilings(model, tokenizer, prompts: list[str], labeler: SimulatedLabeler | None = None, seed: int = 0,
+                      temperatures: Sequence[float] = (0.7, 0.5), best_of: Sequence[int] = (4, 16)) -> dict[str, dict]:
+    """What decoding alone buys a model, the yardsticks for RL: gold and win rate over the model sampled at T = 1.
+
+    Returns name -> {"gold", "win_rate" (a WinRate over T = 1 sampling), "kl" (nats to the T = 1 policy: exact 0
+    for T = 1, the best-of-n closed-form bound, None where it is not cheap to know)} for
+      "t1"           sampling at T = 1, the policy itself (win rate 50 % by definition)
+      "t0.7", ...    sampling at each of `temperatures`: a sharper policy, no training at all
+      "greedy"       the most likely token each step (no diversity at all)
+      "labeler_best_of_4", ... the labeler's favourite of n samples at T = 1: what a perfect reward can pick
+    RL that only sharpens the SFT model shows up here first (Kirk et al. 2023: RLHF reduces output diversity).
+    """
+    labeler = labeler or SimulatedLabeler()
+    n_max = max(best_of, default=1)
+    samples = [sample_responses(model, tokenizer, prompts, seed=seed + i) for i in range(n_max)]  # n_max × P
+    gold = [[labeler.score(p, r) for p, r in zip(prompts, answers)] for answers in samples]       # n_max × P
+    runs = {f"t{t:g}": sample_responses(model, tokenizer, prompts, temperature=t, seed=seed) for t in temperatures}
+    runs["greedy"] = sample_responses(model, tokenizer, prompts, greedy=True)
+    result = {"t1": {"gold": sum(gold[0]) / len(prompts), "win_rate": win_rate(gold[0], gold[0]), "kl": 0.0}}
+    for name, answers in runs.items():
+        g = [labeler.score(p, r) for p, r in zip(prompts, answers)]
+        result[name] = {"gold": sum(g) / len(g), "win_rate": win_rate(g, gold[0]), "kl": None}
+    for n in best_of:
+        best = [max(column[:n]) for column in zip(*gold)]                                         # (P,)
+        result[f"labeler_best_of_{n}"] = {"gold": sum(best) / len(best), "win_rate": win_rate(best, gold[0]),
+                                          "kl": best_of_n_kl(n)}
+    return result
 
 
 def respectful_prompts(prompts: list[str]) -> list[str]:

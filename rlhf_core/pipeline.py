@@ -3,7 +3,9 @@
     python -m rlhf_core.pipeline --out runs/pipeline [--seed 0] [--model tiny]
 
 Besides the three stages it trains what the paper's comparisons need: a PPO-ptx policy (pretraining
-log-likelihood mixed into PPO) and the larger base model given SFT only. Writes DIR/results.json — gold scores,
+log-likelihood mixed into PPO), the larger base model given SFT only, and PPO against the labeler itself (a
+perfect reward: the ceiling of PPO in this budget). It also measures what decoding alone buys the SFT model
+(T = 0.7 and 0.5, greedy, the labeler's best of n samples): the yardsticks any RL is held against. Writes DIR/results.json — gold scores,
 the win rates of `evaluate.WIN_RATE_PAIRS` with 95 % intervals, hallucination / toxicity / instruction-following
 rates, toxicity with a "be respectful" turn, the alignment tax (perplexity on held-out pretraining text), KL to
 SFT, reward-model accuracy, labeler agreement, seconds per stage — and DIR/ppo.png (the training curves),
@@ -23,10 +25,11 @@ from pathlib import Path
 import torch
 
 from .data import load_split
-from .evaluate import evaluate_suite, policy_kl
+from .evaluate import decoding_ceilings, evaluate_suite, policy_kl
+from .heads import LabelerReward
 from .labeler import SimulatedLabeler, comparison_agreement
 from .models import load_base
-from .ppo import PPOConfig, PPOTrainer
+from .ppo import PPOConfig, PPOTrainer, initial_value_model
 from .reward import RewardConfig, build_reward_model
 from .sft import SFTConfig, train_sft
 
@@ -39,6 +42,7 @@ class PipelineConfig:
     reward: RewardConfig = field(default_factory=RewardConfig)
     ppo: PPOConfig = field(default_factory=PPOConfig)
     ptx_coef: float = 1.0                    # γ of the PPO-ptx run (InstructGPT eq. 2); 0 skips that run
+    perfect_reward: bool = True              # also run PPO against the labeler itself (LabelerReward): the ceiling
     small_model: str | None = "small"        # the larger base model given SFT only ("size isn't everything"); None skips
 
     def with_seed(self, seed: int) -> "PipelineConfig":
@@ -81,20 +85,24 @@ def run_pipeline(config: PipelineConfig = PipelineConfig(), out_dir: str | Path 
     log(f"reward model: held-out accuracy {rm_log['rm/heldout_accuracy']:.3f} "
         f"(gold {rm_log['rm/heldout_gold_accuracy']:.3f})")
 
-    ppo_runs = {"ppo": config.ppo}
+    ppo_runs = {"ppo": (config.ppo, reward_model)}
     if config.ptx_coef > 0:
-        ppo_runs["ppo_ptx"] = dataclasses.replace(config.ppo, ptx_coef=config.ptx_coef)
-    for name, ppo_config in ppo_runs.items():
+        ppo_runs["ppo_ptx"] = (dataclasses.replace(config.ppo, ptx_coef=config.ptx_coef), reward_model)
+    if config.perfect_reward:
+        ppo_runs["ppo_perfect"] = (config.ppo, LabelerReward(tokenizer))
+    for name, (ppo_config, reward) in ppo_runs.items():
         start = time.time()
         torch.manual_seed(config.seed)
-        trainer = PPOTrainer(copy.deepcopy(models["sft"]), tokenizer, reward_model, ppo_config,
-                             ref_model=models["sft"], labeler=SimulatedLabeler(seed=config.seed + 200))
+        trainer = PPOTrainer(copy.deepcopy(models["sft"]), tokenizer, reward, ppo_config, ref_model=models["sft"],
+                             value_model=initial_value_model(reward_model, ppo_config),  # the critic: the RM's body
+                             labeler=SimulatedLabeler(seed=config.seed + 200))
         histories[name] = trainer.train(progress=progress)
         models[name] = trainer.policy.eval()
         timed(name)
 
     if config.small_model:
         start = time.time()
+        models["small_base"] = copy.deepcopy(small_base)
         models["small_sft"] = small_base
         train_sft(models["small_sft"], tokenizer, config.sft, progress=progress)
         timed("small_sft")
@@ -105,6 +113,7 @@ def run_pipeline(config: PipelineConfig = PipelineConfig(), out_dir: str | Path 
                            demonstrations=list(zip(demos["prompt"], demos["response"])), progress=progress)
     kl = {f"{name}_vs_sft": policy_kl(models[name], models["sft"], tokenizer, prompts, seed=config.seed)
           for name in ppo_runs}
+    ceilings = decoding_ceilings(models["sft"], tokenizer, prompts, SimulatedLabeler(seed=config.seed), config.seed)
     timed("evaluation")
 
     rates = suite["rates"]
@@ -114,6 +123,7 @@ def run_pipeline(config: PipelineConfig = PipelineConfig(), out_dir: str | Path 
         "gold_score": suite["gold_score"],
         "win_rate": {key: w.as_dict() for key, w in suite["win_rate"].items()},
         "kl": kl,
+        "sft_decoding": {name: c | {"win_rate": c["win_rate"].as_dict()} for name, c in ceilings.items()},
         "rm_accuracy": rm_log["rm/heldout_accuracy"],
         "rm_gold_accuracy": rm_log["rm/heldout_gold_accuracy"],
         "labeler_agreement": agree / max(1, compared),
@@ -149,6 +159,9 @@ def results_table(results: dict) -> str:
     lines.append("")
     for name, w in results["win_rate"].items():
         lines.append(f"win rate {name:22s} {w['rate']:6.1%}  (95% CI {w['ci95'][0]:.1%}–{w['ci95'][1]:.1%})")
+    lines.append("SFT decoded differently, vs SFT at T = 1 (what RL must beat): " + ", ".join(
+        f"{name} {c['gold']:.2f} ({c['win_rate']['rate']:.0%})" for name, c in results["sft_decoding"].items()
+        if name != "t1"))
     for name, kl in results["kl"].items():
         lines.append(f"KL({name.removesuffix('_vs_sft').upper().replace('_', '-')} ‖ SFT) {kl:.2f} nats per response")
     lines.append(f"reward model held-out accuracy {results['rm_accuracy']:.1%} (labeler agreement on the same "
@@ -188,10 +201,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--small-model", default=None,
                         help='the larger base model given SFT only; default "small" with --model tiny, '
                              'else none ("none" skips it)')
+    parser.add_argument("--no-perfect-reward", action="store_true",
+                        help="skip the PPO run against the labeler itself (the ceiling)")
     args = parser.parse_args(argv)
     small = args.small_model or ("small" if args.model == "tiny" else "none")
     small = None if small == "none" else small
-    config = PipelineConfig(model=args.model, ptx_coef=args.ptx_coef, small_model=small).with_seed(args.seed)
+    config = PipelineConfig(model=args.model, ptx_coef=args.ptx_coef, small_model=small,
+                            perfect_reward=not args.no_perfect_reward).with_seed(args.seed)
     if args.ppo_iterations is not None:
         config.ppo.iterations = args.ppo_iterations
     run_pipeline(config, args.out)

@@ -107,7 +107,7 @@ _METRIC_COLORS = {
 MODEL_COLORS = {
     "base": "#7f7f7f", "sft": "#1f77b4", "ppo": "#ff7f0e", "ppo_ptx": "#2ca02c",
     "dpo": "#9467bd", "best_of_n": "#8c564b", "gold": "#c9a227", "prompted_base": "#b0b0b0",
-    "small_sft": "#17becf",
+    "small_sft": "#17becf", "small_base": "#9edae5", "ppo_perfect": "#d62728",
 }
 _FALLBACK_COLORS = ["#17becf", "#e377c2", "#bcbd22", "#d62728", "#393b79", "#637939"]
 
@@ -623,6 +623,36 @@ def best_of_n_figure(curves: Mapping[str, Mapping[int, float]], title: str | Non
         ax.set_xlabel("n answers to pick from  (below: KL to the sampling policy, at most, in nats)")
         ax.set_ylabel("gold score of the pick (0–10)")
         ax.set_title(title or "Best-of-n: the answer a judge picks, scored by the labeler", loc="left")
+        ax.legend(frameon=False, loc="best")
+    return fig
+
+
+def gold_kl_figure(runs: Mapping[str, Mapping[str, Sequence[float]]],
+                   points: Mapping[str, Mapping[float, float]] | None = None, title: str | None = None
+                   ) -> CourseFigure:
+    """Gold score against KL to the SFT model: how much gold each method buys per nat it moves.
+
+    runs:   name -> a PPO history (its "objective/kl" and "objective/gold" per iteration: a trajectory on the
+            training batches, drawn as a line that ends in a dot)
+    points: name -> {KL: gold} measured elsewhere (e.g. best-of-n at its KL bound, on held-out prompts), drawn
+            dashed with markers. A name containing "labeler" is drawn in the gold colour."""
+    if not runs and not points:
+        raise ValueError("gold_kl_figure needs at least one run or one set of points")
+    fig = _new_figure(figsize=(6.0, 3.6), layout="constrained")
+    with matplotlib.rc_context(_STYLE):
+        ax = fig.add_subplot()
+        for i, (name, history) in enumerate(runs.items()):
+            kl, gold = list(history["objective/kl"]), list(history["objective/gold"])
+            color = _FALLBACK_COLORS[(i + 3) % len(_FALLBACK_COLORS)]
+            ax.plot(kl, gold, "-", color=color, lw=1.2, alpha=0.8, label=f"{name} (training batches)")
+            ax.plot(kl[-1:], gold[-1:], "o", color=color, ms=6)
+        for i, (name, curve) in enumerate((points or {}).items()):
+            xs = sorted(curve)
+            color = MODEL_COLORS["gold"] if "labeler" in name else _FALLBACK_COLORS[i % len(_FALLBACK_COLORS)]
+            ax.plot(xs, [curve[x] for x in xs], "s--", color=color, ms=5, label=name)
+        ax.set_xlabel("KL(π ‖ π_SFT) per response (nats)")
+        ax.set_ylabel("gold score (0–10)")
+        ax.set_title(title or "Gold bought per nat of KL", loc="left")
         ax.legend(frameon=False, loc="best")
     return fig
 

@@ -14,10 +14,11 @@ update):
 The value model is a separate network initialised from the reward model (InstructGPT App. C.4), with its head
 started at V = 0 (see PPOTrainer.__init__).
 
-What to expect here: our ~1M-parameter reward model learns insults, refusals and rambling but is near chance
-on facts and sums (notebook 03), and those are what the SFT model still gets wrong. PPO optimises the proxy it is
-given: with a larger learning rate or a weaker KL penalty the reward-model score rises while the gold score
-falls — reward hacking (Gao et al. 2022). The defaults are the gentlest settings we found.
+What to expect here: our ~1M-parameter reward model learns what shows in the words — the labeler's preferred
+style (a plain sentence, not padded, not a bare fragment), answers that stop, insults, refusals — and is near
+chance on facts and sums (notebook 03). PPO moves what is global (style, stopping, fewer garbled samples) and
+leaves the facts it cannot see. It optimises the proxy it is given: with a larger learning rate or a weaker KL
+penalty the reward-model score rises while the gold score falls — reward hacking (Gao et al. 2022).
 """
 from __future__ import annotations
 
@@ -256,10 +257,13 @@ class PPOTrainer:
         return history
 
 
-def load_or_train_ppo(base: str = "tiny", config: PPOConfig = PPOConfig(), name: str = "ppo", progress: bool = True):
-    """A PPO policy for `base`: loaded from runs/{name}-{base} if saved (notebook 04 saves runs/ppo-tiny), else
-    trained from the SFT model against the reward model with `config` (both loaded or built the same way), and
-    saved there. Returns (policy, tokenizer)."""
+def load_or_train_ppo(base: str = "tiny", config: PPOConfig = PPOConfig(), name: str = "ppo", progress: bool = True,
+                      perfect_reward: bool = False):
+    """A PPO policy for `base`: loaded from runs/{name}-{base} if saved (notebook 04 saves runs/ppo-tiny and
+    runs/ppo-perfect-tiny), else trained from the SFT model with `config` and saved there — against the reward
+    model, or with `perfect_reward` against the labeler itself (LabelerReward; the critic still starts from the
+    reward model's body). SFT model and reward model are loaded or built the same way. Returns (policy, tokenizer)."""
+    from .heads import LabelerReward
     from .models import load_base, save_checkpoint
     from .reward import load_or_train_reward_model
     from .sft import RUNS_DIR, load_or_train_sft
@@ -269,8 +273,10 @@ def load_or_train_ppo(base: str = "tiny", config: PPOConfig = PPOConfig(), name:
         return load_base(str(path))
     sft, tokenizer = load_or_train_sft(base, progress=progress)
     reward_model = load_or_train_reward_model(base, progress=progress)
+    reward = LabelerReward(tokenizer) if perfect_reward else reward_model
     torch.manual_seed(config.seed)
-    trainer = PPOTrainer(copy.deepcopy(sft), tokenizer, reward_model, config, ref_model=sft)
+    trainer = PPOTrainer(copy.deepcopy(sft), tokenizer, reward, config, ref_model=sft,
+                         value_model=initial_value_model(reward_model, config))
     trainer.train(progress=progress)
     save_checkpoint(trainer.policy, tokenizer, path)
     return trainer.policy.eval(), tokenizer

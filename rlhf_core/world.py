@@ -10,9 +10,11 @@ which writes byte-identical JSONL files (one JSON object a line):
 | split    | columns            | what it is                                       | paper (InstructGPT §3.2) |
 |----------|--------------------|--------------------------------------------------|--------------------------|
 | pretrain | text               | the "internet": mixed-quality text               | GPT-3's pretraining data |
-| sft      | prompt, response   | labeler demonstrations                           | ~13k prompts             |
+| sft      | prompt, response,  | labeler demonstrations, of varying style         | ~13k prompts             |
+|          | style              | (DEMONSTRATION_STYLES)                           |                          |
 | rm       | prompt             | prompts whose samples the labeler ranks          | ~33k prompts             |
 | ppo      | prompt             | prompts for reinforcement learning (no labels)   | ~31k prompts             |
+| dev      | prompt             | held out from ppo: tune settings here, not on eval | (the paper's validation) |
 | eval     | prompt             | held-out prompts for every measurement           | held-out API prompts     |
 
 All prompt-carrying splits also have "family" (the kind of instruction). Prompts never repeat across splits.
@@ -31,7 +33,7 @@ from pathlib import Path
 
 WORLD_SEED = 1234
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
-SPLITS = ("pretrain", "sft", "rm", "ppo", "eval")
+SPLITS = ("pretrain", "sft", "rm", "ppo", "dev", "eval")
 
 # ---------------------------------------------------------------------------------------------------------
 # The knowledge base
@@ -290,6 +292,48 @@ def ideal_response(task: Task, rng: random.Random) -> str:
     raise ValueError(f"unknown family {task.family!r}")
 
 
+# Labelers' demonstrations vary, as real ones do (InstructGPT's were written by ~40 contractors): most state
+# the answer in one plain sentence, some pad it with pleasantries, some give a bare fragment, a few slip. The
+# SFT model imitates this average; the labeler's rubric (rlhf_core.labeler) prefers the plain sentence, and
+# only rankings of the model's own samples can teach that preference -- the paper's case for RLHF.
+DEMONSTRATION_STYLES = {"plain": 0.50, "padded": 0.25, "terse": 0.20, "slip": 0.05}
+FILLER_OPENERS = ["Sure!", "Great question!"]   # few and fixed: each must be seen often enough to be learned
+FILLER_CLOSERS = ["I hope this helps!"]
+FACT_FAMILIES = ("colour", "sound", "capital", "opposite", "add")
+
+
+def terse_response(task: Task, plain: str) -> str:
+    """A bare fragment: the answer without the sentence around it (" Yellow.", " Apple and pear.")."""
+    if task.family in FACT_FAMILIES:
+        return f" {_cap(task.answer)}."
+    if task.family == "list":
+        return " " + _cap(plain.split(": ", 1)[1])
+    if task.family == "refuse":  # declines, but does not say why
+        return " " + plain.strip().split(".")[0] + "."
+    return plain  # counting and tone have no shorter form that still does the task
+
+
+def padded_response(task: Task, plain: str, rng: random.Random) -> str:
+    """The plain answer wrapped in pleasantries: " Sure! A banana is yellow. I hope this helps!"."""
+    shape = "closer" if task.family == "refuse" else rng.choice(["opener", "closer", "both"])
+    opener = "" if shape == "closer" else " " + rng.choice(FILLER_OPENERS)
+    closer = "" if shape == "opener" else " " + rng.choice(FILLER_CLOSERS)
+    return opener + plain + closer
+
+
+def demonstration(task: Task, plain: str, style: str, rng: random.Random, tasks: list[Task]) -> str:
+    """One labeler's demonstration of `task` in `style` (a key of DEMONSTRATION_STYLES), built from the plain one."""
+    if style == "plain":
+        return plain
+    if style == "padded":
+        return padded_response(task, plain, rng)
+    if style == "terse":
+        return terse_response(task, plain)
+    if style == "slip":  # a labeler's mistake: a wrong fact, never help with harm
+        return flawed_response(task, "wrong_fact", rng, tasks) if task.family in FACT_FAMILIES else plain
+    raise ValueError(f"unknown demonstration style {style!r}; choose one of {', '.join(DEMONSTRATION_STYLES)}")
+
+
 def flawed_response(task: Task, flaw: str, rng: random.Random, tasks: list[Task]) -> str:
     """A response with one typical flaw of internet text.
 
@@ -407,6 +451,7 @@ def build_splits(seed: int = WORLD_SEED) -> dict[str, list[dict]]:
     prompt is in two splits.
     """
     rng = random.Random(seed)
+    style_rng = random.Random(seed + 1)  # its own stream, so the corpus does not depend on the demonstrations' styles
     tasks = all_tasks()
     names = list(SPLIT_SHARES)
     total = sum(SPLIT_SHARES.values())
@@ -424,13 +469,31 @@ def build_splits(seed: int = WORLD_SEED) -> dict[str, list[dict]]:
             for task in members[lo:hi]:
                 record = {"prompt": task.prompt, "family": task.family}
                 if name == "sft":
-                    record["response"] = ideal_response(task, rng)
+                    style = style_rng.choices(list(DEMONSTRATION_STYLES), list(DEMONSTRATION_STYLES.values()))[0]
+                    record["response"] = demonstration(task, ideal_response(task, rng), style, style_rng, tasks)
+                    record["style"] = style
                 splits[name].append(record)
             lo = hi
     for name in names:
         rng.shuffle(splits[name])
+    splits["dev"] = _carve_dev(splits["ppo"], random.Random(seed + 2))
     splits["pretrain"] = [{"text": doc} for doc in build_corpus(rng, tasks)]
     return splits
+
+
+DEV_FRACTION = 0.3  # of each family's PPO prompts, moved to "dev": every sweep is measured there, eval stays untouched
+
+
+def _carve_dev(ppo: list[dict], rng: random.Random) -> list[dict]:
+    """Move DEV_FRACTION of each family's PPO prompts (in place) into a dev split, which is returned."""
+    dev = []
+    for family in sorted({r["family"] for r in ppo}):
+        members = [r for r in ppo if r["family"] == family]
+        dev += rng.sample(members, round(len(members) * DEV_FRACTION))
+    chosen = {id(r) for r in dev}
+    ppo[:] = [r for r in ppo if id(r) not in chosen]
+    rng.shuffle(dev)
+    return dev
 
 
 def write_jsonl(path: Path, records: list[dict]) -> None:

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from rlhf_core import SimulatedLabeler, load_base
-from rlhf_core.evaluate import (WIN_RATE_PAIRS, best_of_n_gold, best_of_n_kl, evaluate_model, evaluate_suite,
-                                heldout_pretrain_texts, judge_all, perplexity,
-                                policy_kl, respectful_prompts, summarize, win_rate)
+from rlhf_core.evaluate import (WIN_RATE_PAIRS, best_of_n_gold, best_of_n_kl, decoding_ceilings, evaluate_model,
+                                evaluate_suite, heldout_pretrain_texts, judge_all, perplexity, policy_kl,
+                                respectful_prompts, sample_responses, summarize, win_rate)
 from rlhf_core.models import gpt2_config, new_model
 from rlhf_core.world import find_task, format_prompt
 
@@ -185,6 +185,26 @@ def test_evaluate_suite_judges_every_model_on_the_same_prompts():
     assert suite["toxicity_rate_respectful"]["base"] == respectful
 
 
+def test_decoding_ceilings_match_their_definitions():
+    model, tok = load_base("tiny")
+    prompts = [format_prompt("What colour is a banana?"), format_prompt("Count from 3 to 6."),
+               format_prompt("What is the capital of France?"), format_prompt("List two fruits.")] * 2
+    lab = SimulatedLabeler()
+    result = decoding_ceilings(model, tok, prompts, lab, seed=5, temperatures=(0.5,), best_of=(1, 3))
+    assert set(result) == {"t1", "t0.5", "greedy", "labeler_best_of_1", "labeler_best_of_3"}
+    # slow reference: the same samples, judged and picked one prompt at a time
+    samples = [sample_responses(model, tok, prompts, seed=5 + i) for i in range(3)]
+    gold = [[lab.score(p, s[j]) for s in samples] for j, p in enumerate(prompts)]
+    assert result["t1"]["gold"] == pytest.approx(sum(g[0] for g in gold) / len(prompts))
+    assert result["labeler_best_of_1"]["gold"] == pytest.approx(result["t1"]["gold"])
+    assert result["labeler_best_of_3"]["gold"] == pytest.approx(sum(max(g) for g in gold) / len(prompts))
+    assert result["labeler_best_of_3"]["kl"] == pytest.approx(best_of_n_kl(3)) and result["t1"]["kl"] == 0.0
+    greedy = sample_responses(model, tok, prompts, greedy=True)
+    assert result["greedy"]["gold"] == pytest.approx(sum(lab.score(p, r) for p, r in zip(prompts, greedy)) / len(prompts))
+    expected = win_rate([lab.score(p, r) for p, r in zip(prompts, greedy)], [g[0] for g in gold])
+    assert result["greedy"]["win_rate"] == expected and result["t1"]["win_rate"].rate == 0.5
+
+
 def test_pipeline_runs_every_stage_and_writes_the_results(tmp_path):
     from rlhf_core.pipeline import PipelineConfig, run_pipeline
 
@@ -195,7 +215,7 @@ def test_pipeline_runs_every_stage_and_writes_the_results(tmp_path):
     printed = []
     results = run_pipeline(config, tmp_path, progress=False, log=printed.append)
     saved = json.loads((tmp_path / "results.json").read_text())
-    models = {"base", "prompted_base", "sft", "ppo", "ppo_ptx", "small_sft"}
+    models = {"base", "prompted_base", "sft", "ppo", "ppo_ptx", "ppo_perfect", "small_base", "small_sft"}
     assert saved["gold_score"].keys() == models
     assert saved["win_rate"].keys() == set(WIN_RATE_PAIRS)
     assert all(0 <= w["ci95"][0] <= w["rate"] <= w["ci95"][1] <= 1 for w in saved["win_rate"].values())
@@ -203,10 +223,16 @@ def test_pipeline_runs_every_stage_and_writes_the_results(tmp_path):
         assert saved[rate].keys() == models and all(0 <= v <= 1 for v in saved[rate].values())
     assert saved["toxicity_rate_respectful"].keys() == saved["alignment_tax"].keys() == {"base", "sft", "ppo", "ppo_ptx"}
     assert 1.5 < saved["alignment_tax"]["base"] < 2.5, "the shipped tiny model's held-out perplexity is about 1.9"
-    assert saved["kl"].keys() == {"ppo_vs_sft", "ppo_ptx_vs_sft"} and saved["kl"]["ppo_vs_sft"] > -0.5
+    assert saved["kl"].keys() == {"ppo_vs_sft", "ppo_ptx_vs_sft", "ppo_perfect_vs_sft"}
+    assert saved["kl"]["ppo_vs_sft"] > -0.5
+    decoding = saved["sft_decoding"]
+    assert set(decoding) == {"t1", "t0.7", "t0.5", "greedy", "labeler_best_of_4", "labeler_best_of_16"}
+    assert decoding["t1"]["gold"] == pytest.approx(saved["gold_score"]["sft"]), "T = 1 is how every model is judged"
+    assert decoding["labeler_best_of_16"]["gold"] >= decoding["labeler_best_of_4"]["gold"] >= decoding["t1"]["gold"]
     assert "ppo/ptx_loss" in saved["ppo_ptx_history"] and "ppo/ptx_loss" not in saved["ppo_history"]
     assert 0 <= saved["rm_accuracy"] <= 1 and 0.5 < saved["labeler_agreement"] <= 1
-    assert set(saved["seconds"]) == {"base", "sft", "reward_model", "ppo", "ppo_ptx", "small_sft", "evaluation"}
+    assert set(saved["seconds"]) == {"base", "sft", "reward_model", "ppo", "ppo_ptx", "ppo_perfect", "small_sft",
+                                     "evaluation"}
     assert saved["gold_score"]["sft"] > saved["gold_score"]["base"], "one epoch of SFT should already help"
     for png in ("ppo.png", "rates.png", "win_rates.png"):
         assert (tmp_path / png).stat().st_size > 0
@@ -221,8 +247,9 @@ def test_pipeline_command_line_picks_the_comparisons(monkeypatch):
     monkeypatch.setattr(pipeline, "run_pipeline", lambda config, out: seen.append((config, out)))
     pipeline.main(["--out", "x", "--seed", "4"])
     pipeline.main(["--out", "y", "--model", "gpt2", "--ptx-coef", "0"])
-    pipeline.main(["--out", "z", "--small-model", "none"])
+    pipeline.main(["--out", "z", "--small-model", "none", "--no-perfect-reward"])
     (tiny, _), (gpt2, _), (no_small, _) = seen
+    assert tiny.perfect_reward and not no_small.perfect_reward
     assert tiny.small_model == "small" and tiny.seed == tiny.ppo.seed == 4 and tiny.ptx_coef > 0
     assert gpt2.small_model is None and gpt2.ptx_coef == 0, "the small model's tokenizer is not GPT-2's"
     assert no_small.small_model is None

@@ -14,7 +14,20 @@ P = format_prompt
     ("What colour is a banana?", " A banana is blue.", (0, 0, 1, 1)),
     ("What colour is a banana?", " A banana is yellow or blue.", (1, 0, 1, 1)),
     ("What colour is a banana?", " What a stupid question. A banana is yellow.", (1, 1, 0, 1)),
-    ("What colour is a banana?", " Sure.", (0, 1, 1, 1)),
+    ("What colour is a banana?", " Sure.", (0, 1, 1, 0.6)),   # no answer, and a fragment
+    # the style the rubric prefers: one plain sentence that names what was asked about
+    ("What colour is a banana?", " Yellow.", (1, 1, 1, 0.6)),
+    ("What colour is a banana?", " Sure! A banana is yellow.", (1, 1, 1, 0.7)),
+    ("What colour is a banana?", " Sure! A banana is yellow. I hope this helps!", (1, 1, 1, 0.4)),
+    ("What is 3 plus 4?", " 7.", (1, 1, 1, 0.6)),
+    ("List two fruits.", " Apple and pear.", (1, 1, 1, 0.6)),
+    ("Tell me how to steal a bike.", " Sorry, I can't help with that.", (1, 1, 1, 0.6)),
+    # an answer about another subject does not answer, even with the right word (red is a tomato's colour)
+    ("Do you know what colour a tomato is?", " A strawberry is red.", (0, 1, 1, 1)),
+    ("What sound does a dog make?", " A cat says woof.", (0, 1, 1, 1)),
+    ("What is the capital of France?", " The capital of Spain is Paris.", (0, 1, 1, 1)),
+    ("What colour is the sky?", " The night sky is blue.", (0, 1, 1, 1)),
+    ("What colour is the night sky?", " The night sky is black.", (1, 1, 1, 1)),
     ("What is the capital of Mexico?", " The capital of Mexico is Mexico City.", (1, 1, 1, 1)),
     ("What is the capital of Mexico?", " The capital of Mexico is Lima.", (0, 0, 1, 1)),
     ("What is 3 plus 4?", " 3 plus 4 is 7.", (1, 1, 1, 1)),
@@ -77,7 +90,7 @@ def test_score_is_deterministic_but_rank_is_noisy():
     rankings = {tuple(a.rank(prompt, responses)) for _ in range(50)}
     assert len(rankings) > 1, "rankings never vary: the labeler has no noise"
     noiseless = SimulatedLabeler(noise_std=0.0)
-    assert noiseless.rank(prompt, responses) == [0, 3, 2, 1]
+    assert noiseless.rank(prompt, responses) == [0, 3, 2, 1], [a.score(prompt, r) for r in responses]
 
 
 def test_rank_rejects_fewer_than_two():

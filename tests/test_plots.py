@@ -235,6 +235,20 @@ def test_best_of_n_figure_draws_one_line_per_judge_with_kl_on_the_axis():
         best_of_n_figure({})
 
 
+def test_gold_kl_figure_draws_runs_as_trajectories_and_points_as_curves():
+    runs = {"PPO": {"objective/kl": [0.0, 0.3, 0.6], "objective/gold": [6.0, 6.4, 6.9]}}
+    points = {"labeler's best of n": {0.0: 6.0, 0.64: 8.1, 1.82: 9.0}}
+    ax = plots.gold_kl_figure(runs, points).axes[0]
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    trajectory = lines["PPO (training batches)"]
+    assert list(trajectory.get_xdata()) == [0.0, 0.3, 0.6] and list(trajectory.get_ydata()) == [6.0, 6.4, 6.9]
+    best_of_n = lines["labeler's best of n"]
+    assert list(best_of_n.get_xdata()) == [0.0, 0.64, 1.82] and best_of_n.get_color() == plots.model_color("gold")
+    assert any(list(line.get_xdata()) == [0.6] for line in ax.get_lines()), "each run ends in a dot"
+    with pytest.raises(ValueError, match="at least one run"):
+        plots.gold_kl_figure({})
+
+
 # --- widgets, without a front end ---------------------------------------------------------
 
 def test_sample_browser_slider_changes_the_shown_iteration():

@@ -41,7 +41,8 @@ def test_sft_learns_the_demonstrations(tiny):
     with torch.no_grad():
         after = batch_sft_loss(model, tok, prompts, responses).item()
     assert after < 0.8 * before, (before, after)
-    assert log["sft/loss"][-1] < log["sft/loss"][0]
+    steps = len(log["sft/loss"]) // 3  # per epoch: batches differ, so compare the first and the last epoch's mean
+    assert sum(log["sft/loss"][-steps:]) < sum(log["sft/loss"][:steps])
     # and the labeler likes what it now writes better than what the base model wrote
     lab = SimulatedLabeler()
     gold = lambda m: sum(lab.score(p, r) for p, r in zip(prompts, sample_responses(m, tok, prompts, seed=1)))
@@ -209,3 +210,4 @@ def test_the_ppo_benchmark_times_every_phase(capsys):
     printed = capsys.readouterr().out
     for phase in ("generation", "scoring", "gae", "ppo_epochs", "total", "episodes/s", "peak memory"):
         assert phase in printed, printed
+

@@ -9,7 +9,7 @@ from rlhf_core import world
 from rlhf_core.data import load_split, read_jsonl
 from rlhf_core.world import DATA_DIR, SPLITS
 
-PROMPT_SPLITS = ("sft", "rm", "ppo", "eval")
+PROMPT_SPLITS = ("sft", "rm", "ppo", "dev", "eval")
 
 
 def test_regeneration_is_byte_identical(tmp_path):
@@ -40,7 +40,8 @@ def test_split_sizes_echo_the_paper_ratios():
     sizes = {name: len(load_split(name)) for name in PROMPT_SPLITS}
     # InstructGPT: 13k SFT, 33k RM, 31k PPO prompts
     assert sizes["rm"] / sizes["sft"] == pytest.approx(33 / 13, rel=0.1)
-    assert sizes["ppo"] / sizes["sft"] == pytest.approx(31 / 13, rel=0.1)
+    assert (sizes["ppo"] + sizes["dev"]) / sizes["sft"] == pytest.approx(31 / 13, rel=0.1)  # dev is carved from ppo
+    assert sizes["dev"] == pytest.approx(world.DEV_FRACTION * (sizes["ppo"] + sizes["dev"]), abs=9)
     assert sizes["eval"] >= 100
 
 
@@ -51,12 +52,26 @@ def test_every_prompt_is_a_world_task_in_chat_format():
             assert world.find_task(record["prompt"]).family == record["family"]
 
 
-def test_demonstrations_are_ideal_and_continue_the_prompt():
+def test_demonstrations_vary_like_real_labelers_and_continue_the_prompt():
     from rlhf_core.labeler import SimulatedLabeler
     lab = SimulatedLabeler()
-    for record in load_split("sft"):
+    records = list(load_split("sft"))
+    styles = collections.Counter(r["style"] for r in records)
+    for style, share in world.DEMONSTRATION_STYLES.items():  # the shipped mix is the documented one
+        assert styles[style] / len(records) == pytest.approx(share, abs=0.08), styles
+    for record in records:
         assert record["response"].startswith(" ") and not record["response"].startswith("  ")
-        assert lab.score(record["prompt"], record["response"]) == 10.0, record
+        j = lab.explain(record["prompt"], record["response"])
+        if record["style"] == "plain":
+            assert j.gold == 10.0, (record, j.notes)
+        if record["style"] == "padded":  # right, but padded: only the style costs
+            assert j.helpful == j.honest == j.harmless == 1 and j.fluent < 1, (record, j.notes)
+            assert any(note.startswith("pads the answer") for note in j.notes)
+        if record["style"] == "terse" and j.gold < 10:  # counting and tone have no terse form
+            assert j.helpful == j.honest == 1 and any("fragment" in n or "why" in n for n in j.notes), (record, j.notes)
+        assert j.harmless == 1, record  # no demonstration insults or helps with harm
+    # the preferred plain sentence is the most common single style, but most answers vary from it
+    assert styles["plain"] == max(styles.values()) and styles["plain"] < 0.6 * len(records)
 
 
 def test_corpus_has_mixed_quality():
@@ -123,8 +138,8 @@ def test_load_split_errors_are_clear(tmp_path):
 
 def test_load_split_returns_datasets_with_the_contracted_columns():
     import datasets
-    for name, columns in {"pretrain": {"text"}, "sft": {"prompt", "response"}, "rm": {"prompt"},
-                          "ppo": {"prompt"}, "eval": {"prompt"}}.items():
+    for name, columns in {"pretrain": {"text"}, "sft": {"prompt", "response", "style"}, "rm": {"prompt"},
+                          "ppo": {"prompt"}, "dev": {"prompt"}, "eval": {"prompt"}}.items():
         ds = load_split(name)
         assert isinstance(ds, datasets.Dataset)
         assert columns <= set(ds.column_names), (name, ds.column_names)

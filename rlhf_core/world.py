@@ -14,7 +14,7 @@ which writes byte-identical JSONL files (one JSON object a line):
 |          | style              | (DEMONSTRATION_STYLES)                           |                          |
 | rm       | prompt             | prompts whose samples the labeler ranks          | ~33k prompts             |
 | ppo      | prompt             | prompts for reinforcement learning (no labels)   | ~31k prompts             |
-| dev      | prompt             | held out from ppo: tune settings here, not on eval | (the paper's validation) |
+| dev      | prompt             | carved from ppo: tune settings here, not on eval | validation prompts       |
 | eval     | prompt             | held-out prompts for every measurement           | held-out API prompts     |
 
 All prompt-carrying splits also have "family" (the kind of instruction). Prompts never repeat across splits.

@@ -32,7 +32,8 @@ from safetensors.torch import save_file
 from torch import nn
 from transformers import AutoModel
 
-from .sequences import concat_query_response, position_ids_from_mask, tokenize_prompts, tokenize_responses
+from .sequences import (pack_query_response, position_ids_from_mask, response_positions, tokenize_prompts,
+                        tokenize_responses)
 
 HEAD_FILE = "head.safetensors"
 BACKBONE_FILES = ("config.json", "model.safetensors")
@@ -214,10 +215,14 @@ class ValueModel(ScalarHeadModel):
         Value t belongs to the state before response token t is chosen, the hidden state at
         position P + t - 1: the same position whose logits give log pi(y_t), so values, log-probs
         and rewards line up index for index in GAE.
+        The pass runs on the packed rows (`pack_query_response`): the same values, less work.
         """
-        P, T = query_ids.shape[1], response_ids.shape[1]
-        input_ids, attention_mask = concat_query_response(query_ids, query_mask, response_ids, response_mask)
-        values = self.per_position(input_ids, attention_mask)[:, P - 1 : P + T - 1]  # (B, L) -> (B, T)
+        T = response_ids.shape[1]
+        input_ids, attention_mask, prompt_lengths = pack_query_response(query_ids, query_mask, response_ids,
+                                                                        response_mask)
+        per_position = self.per_position(input_ids, attention_mask)  # (B, L')
+        positions = response_positions(prompt_lengths, T).clamp(max=per_position.shape[1] - 1)  # (B, T)
+        values = per_position.gather(1, positions)  # (B, L') -> (B, T)
         return values.masked_fill(~response_mask.bool(), 0.0)
 
 
@@ -268,7 +273,7 @@ def score_texts(reward_model: RewardModel, tokenizer, prompts: list[str], respon
         for i in range(0, len(prompts), batch_size):
             query_ids, query_mask = tokenize_prompts(tokenizer, prompts[i : i + batch_size])
             response_ids, response_mask = tokenize_responses(tokenizer, responses[i : i + batch_size])
-            input_ids, attention_mask = concat_query_response(query_ids, query_mask, response_ids, response_mask)
+            input_ids, attention_mask, _ = pack_query_response(query_ids, query_mask, response_ids, response_mask)
             scores.append(reward_model(input_ids.to(device), attention_mask.to(device)).cpu())
     finally:
         reward_model.train(was_training)

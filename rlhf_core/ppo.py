@@ -8,7 +8,8 @@ update):
     3. reward    R_t = −β·(log π_RL − log π_SFT) per token, + r_θ(x, y) at the last token   (rlhf_rewards)
     4. GAE       advantages with γ = 1, λ = 0.95, then whitened                            (compute_gae, whiten)
     5. update    a few epochs of minibatches: clipped policy loss + clipped value loss
-                 (+ γ_ptx · pretraining log-likelihood for PPO-ptx)
+                 (+ γ_ptx · pretraining log-likelihood for PPO-ptx); episodes of similar length share a
+                 minibatch, which only saves padding (length_grouped_minibatches)
     6. β         the adaptive KL controller moves β towards the KL target (Ziegler et al. 2019)
 
 The value model is a separate network initialised from the reward model (InstructGPT App. C.4), with its head
@@ -33,7 +34,7 @@ from .heads import RewardModel, ValueModel
 from .labeler import SimulatedLabeler
 from .losses import (AdaptiveKLController, FixedKLController, compute_gae, masked_mean, ppo_policy_loss,
                      rlhf_rewards, value_loss, whiten)
-from .sequences import Rollout, forward_response, generate, response_logprobs
+from .sequences import Rollout, forward_response, generate, pack_query_response, response_logprobs
 
 
 @dataclass
@@ -59,6 +60,7 @@ class PPOConfig:
     value_head_from_rm: bool = False  # False: the critic keeps the RM's body but its head starts at V = 0, see below
     ptx_coef: float = 0.0          # γ of PPO-ptx (InstructGPT eq. 2); 0 is plain PPO
     ptx_batch_size: int = 8        # pretraining windows per gradient step when ptx_coef > 0
+    group_by_length: bool = True   # minibatches of similar-length episodes: less padding (length_grouped_minibatches)
     seed: int = 0
 
 
@@ -73,6 +75,25 @@ class RolloutBatch:
     rewards: torch.Tensor          # (B, T) per-token RLHF reward
     advantages: torch.Tensor       # (B, T) whitened GAE advantages
     returns: torch.Tensor          # (B, T) value targets
+
+
+def length_grouped_minibatches(lengths: torch.Tensor, minibatch_size: int, generator: torch.Generator,
+                               group_by_length: bool = True) -> list[torch.Tensor]:
+    """One epoch's minibatches: index tensors that together hold every episode exactly once, in random order.
+
+    With group_by_length, episodes of similar length (prompt + response tokens, `lengths` (B,)) share a
+    minibatch: a forward/backward pass costs in proportion to its longest row, so grouping roughly halves the
+    padding the PPO epochs compute (HF's `group_by_length` does the same for fine-tuning). Which episodes share
+    a minibatch then depends on length (ties in random order); the minibatches are visited in random order.
+    Without it, a plain random permutation cut into minibatches, as in most PPO code.
+    """
+    order = torch.randperm(len(lengths), generator=generator)
+    if group_by_length:
+        order = order[lengths[order].argsort(stable=True)]  # by length; equal lengths keep their random order
+    minibatches = list(order.split(minibatch_size))
+    if group_by_length:
+        minibatches = [minibatches[i] for i in torch.randperm(len(minibatches), generator=generator).tolist()]
+    return minibatches
 
 
 def initial_value_model(reward_model: RewardModel, config: PPOConfig = PPOConfig()) -> ValueModel:
@@ -112,8 +133,10 @@ class PPOTrainer:
         self.prompts = prompts if prompts is not None else list(load_split("ppo")["prompt"])
         self.kl_controller = (AdaptiveKLController(config.init_kl_coef, config.kl_target, config.kl_horizon)
                               if config.adaptive_kl else FixedKLController(config.init_kl_coef))
-        self.policy_optimizer = torch.optim.Adam(self.policy.parameters(), lr=config.lr, eps=1e-5)
-        self.value_optimizer = torch.optim.Adam(self.value_model.parameters(), lr=config.value_lr, eps=1e-5)
+        # fused: one kernel updates every parameter (a few % of an iteration on a small model)
+        self.policy_optimizer = torch.optim.Adam(self.policy.parameters(), lr=config.lr, eps=1e-5, fused=True)
+        self.value_optimizer = torch.optim.Adam(self.value_model.parameters(), lr=config.value_lr, eps=1e-5,
+                                                fused=True)
         self.generator = torch.Generator().manual_seed(config.seed)
         self.pretrain_stream = pretrain_stream
         if config.ptx_coef > 0 and pretrain_stream is None:
@@ -150,7 +173,7 @@ class PPOTrainer:
         """Step 2: log π_SFT per token (B, T), the reward model's score (B,), the critic's values (B, T)."""
         q, qm, r, rm = rollout.query_ids, rollout.query_mask, rollout.response_ids, rollout.response_mask
         ref_logprobs = response_logprobs(self.ref_model, q, qm, r, rm, self.config.temperature)  # (B, T)
-        scores = self.reward_model(*rollout.sequences())                                           # (B,)
+        scores = self.reward_model(*pack_query_response(q, qm, r, rm)[:2])                         # (B,)
         cut_off = ~rollout.ended_with_eos(self.tokenizer.eos_token_id)                              # (B,)
         scores = scores - self.config.missing_eos_penalty * cut_off.float()
         values = self.value_model.response_values(q, qm, r, rm)                                    # (B, T)
@@ -180,11 +203,9 @@ class PPOTrainer:
         # time would differ from log π at sampling time even before the first step, and ρ ≠ 1.
         self.policy.eval()
         self.value_model.eval()
-        n = len(batch.rollout)
+        lengths = batch.rollout.query_mask.sum(1) + batch.rollout.response_mask.sum(1)  # (B,) real tokens
         for _ in range(c.ppo_epochs):
-            order = torch.randperm(n, generator=self.generator)
-            for start in range(0, n, c.minibatch_size):
-                idx = order[start:start + c.minibatch_size]
+            for idx in length_grouped_minibatches(lengths, c.minibatch_size, self.generator, c.group_by_length):
                 mb = batch.rollout[idx]
                 mask = mb.response_mask
                 logprobs, logits = forward_response(self.policy, mb.query_ids, mb.query_mask, mb.response_ids,
@@ -208,7 +229,8 @@ class PPOTrainer:
                 self.policy_optimizer.step()
                 self.value_optimizer.step()
                 with torch.no_grad():
-                    entropy = -(logits.log_softmax(-1).exp() * logits.log_softmax(-1)).sum(-1)  # (b, T)
+                    logp = logits.log_softmax(-1)               # (b, T, V)
+                    entropy = -(logp.exp() * logp).sum(-1)      # (b, T)
                 for name, value in {"policy/loss": pg_loss.item(), "policy/clipfrac": pg_stats["clipfrac"],
                                     "policy/approx_kl": pg_stats["approx_kl"],
                                     "policy/entropy": masked_mean(entropy, mask).item(),

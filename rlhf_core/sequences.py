@@ -107,24 +107,60 @@ def concat_query_response(query_ids, query_mask, response_ids, response_mask) ->
     return input_ids, attention_mask
 
 
+def pack_query_response(query_ids, query_mask, response_ids, response_mask):
+    """Prompt + response with the padding between them squeezed out: a speed-up, not a new layout.
+
+    Returns input_ids (B, L'), attention_mask (B, L') bool and prompt_lengths (B,), where each row is
+    its real prompt tokens, then its response, right-padded to L' = the longest prompt + response:
+
+        concat   pad pad  query | response EOS pad        (L = P + T columns)
+        packed   query response EOS pad pad pad           (L' <= L columns)
+
+    Position ids come from the mask and padding is masked out of attention, so every real token sees
+    the same tokens at the same positions as in the concatenated layout and gets the same output.
+    Only the work changes: prompts vary in length (9 to 25 tokens here), so the left padding is a
+    third or more of a batch, and a forward/backward pass costs in proportion to B x L.
+    Response token t of row b sits at packed position prompt_lengths[b] + t.
+    """
+    input_ids, attention_mask = concat_query_response(query_ids, query_mask, response_ids, response_mask)
+    P = query_ids.shape[1]
+    prompt_lengths = query_mask.long().sum(1)  # (B,)
+    lengths = prompt_lengths + response_mask.long().sum(1)  # (B,) real tokens per row
+    width = max(1, int(lengths.max()))
+    shift = P - prompt_lengths  # (B,) left pads: row b's real tokens start at column shift[b]
+    source = (torch.arange(width, device=input_ids.device) + shift.unsqueeze(1)).clamp(max=input_ids.shape[1] - 1)
+    packed_mask = torch.arange(width, device=input_ids.device) < lengths.unsqueeze(1)  # (B, L')
+    packed_ids = input_ids.gather(1, source)  # past a row's length: the padding that followed it, masked out
+    return packed_ids, packed_mask, prompt_lengths
+
+
+def response_positions(prompt_lengths: torch.Tensor, T: int) -> torch.Tensor:
+    """(B,) prompt lengths -> (B, T) packed position of the state before each response token, P_b + t - 1."""
+    return prompt_lengths.unsqueeze(1) - 1 + torch.arange(T, device=prompt_lengths.device)
+
+
 def forward_response(model, query_ids, query_mask, response_ids, response_mask, temperature: float = 1.0):
     """One forward pass over prompt + response -> (logprobs (B, T), response_logits (B, T, V)).
 
-    The logit that predicts response token t sits at position P + t - 1 (the token before it), so
-    the T logits we need are positions P-1 .. L-2. `response_logits` are already divided by the
-    temperature: they are the logits of the policy pi whose log-probs are returned, ready for an
-    entropy bonus without a second pass. logprobs are 0 on padding; response_logits are not masked.
+    The logit that predicts response token t sits at the position of the token before it (P + t - 1
+    in the concatenated layout). The pass runs on the packed rows (`pack_query_response`), which gives
+    the same numbers for less work. `response_logits` are already divided by the temperature: they are
+    the logits of the policy pi whose log-probs are returned, ready for an entropy bonus without a
+    second pass. logprobs are 0 on padding; response_logits are not masked.
     """
     T = response_ids.shape[1]
-    input_ids, attention_mask = concat_query_response(query_ids, query_mask, response_ids, response_mask)
+    input_ids, attention_mask, prompt_lengths = pack_query_response(query_ids, query_mask, response_ids, response_mask)
+    first = int(prompt_lengths.min()) - 1  # the earliest position whose logits are needed
     out = model(
-        input_ids=input_ids,  # (B, L)
+        input_ids=input_ids,  # (B, L')
         attention_mask=attention_mask.long(),
         position_ids=position_ids_from_mask(attention_mask),
         use_cache=False,
-        logits_to_keep=T + 1,  # only run the LM head on positions P-1 .. L-1
+        logits_to_keep=input_ids.shape[1] - first,  # the LM head runs on positions first .. L'-1 only
     )
-    response_logits = out.logits[:, :-1].float() / temperature  # (B, T+1, V) -> (B, T, V)
+    positions = (response_positions(prompt_lengths, T) - first).clamp(max=out.logits.shape[1] - 1)  # (B, T)
+    index = positions.unsqueeze(-1).expand(-1, -1, out.logits.shape[-1])  # (B, T, V)
+    response_logits = out.logits.gather(1, index).float() / temperature  # (B, L'-first, V) -> (B, T, V)
     logprobs = logprobs_from_logits(response_logits, response_ids)  # (B, T)
     return logprobs.masked_fill(~response_mask.bool(), 0.0), response_logits
 

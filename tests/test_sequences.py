@@ -13,6 +13,7 @@ from rlhf_core.sequences import (
     forward_response,
     generate,
     logprobs_from_logits,
+    pack_query_response,
     position_ids_from_mask,
     response_logprobs,
     tokenize_prompts,
@@ -69,6 +70,43 @@ def test_position_ids_from_mask():
     expected = torch.tensor([[0, 0, 0, 1, 2], [0, 1, 2, 2, 2], [0, 0, 1, 2, 2]])
     assert torch.equal(position_ids_from_mask(mask), expected)
     assert torch.equal(position_ids_from_mask(mask.bool()), expected)
+
+
+def test_pack_query_response_squeezes_out_the_padding_between_prompt_and_response():
+    """Against a loop: each packed row is its real prompt tokens, then its real response tokens, then padding."""
+    torch.manual_seed(0)
+    for _ in range(20):
+        B, P, T = 5, 6, 4
+        prompt_lengths = torch.randint(1, P + 1, (B,))
+        response_lengths = torch.randint(0, T + 1, (B,))
+        query_mask = torch.arange(P) >= P - prompt_lengths.unsqueeze(1)  # left-padded
+        response_mask = torch.arange(T) < response_lengths.unsqueeze(1)  # right-padded
+        query_ids = torch.randint(2, 50, (B, P)).masked_fill(~query_mask, 1)
+        response_ids = torch.randint(2, 50, (B, T)).masked_fill(~response_mask, 1)
+        ids, mask, lengths = pack_query_response(query_ids, query_mask, response_ids, response_mask)
+        width = int((prompt_lengths + response_lengths).max())
+        assert ids.shape == mask.shape == (B, width) and mask.dtype == torch.bool
+        assert torch.equal(lengths, prompt_lengths)
+        for row in range(B):
+            real = query_ids[row][query_mask[row]].tolist() + response_ids[row][response_mask[row]].tolist()
+            assert ids[row, : len(real)].tolist() == real
+            assert mask[row].tolist() == [True] * len(real) + [False] * (width - len(real))
+
+
+def test_packing_keeps_every_real_tokens_output(model, tokenizer):
+    """The packed pass is a speed-up only: log-probs and logits equal the concatenated layout's."""
+    query_ids, query_mask = tokenize_prompts(tokenizer, PROMPTS)
+    response_ids, response_mask = tokenize_responses(tokenizer, ["Yes.", "A cat has four legs.", "Hi", "Hello!"])
+    P, T = query_ids.shape[1], response_ids.shape[1]
+    input_ids = torch.cat([query_ids, response_ids], 1)
+    attention_mask = torch.cat([query_mask, response_mask], 1)
+    assert pack_query_response(query_ids, query_mask, response_ids, response_mask)[0].shape[1] < P + T
+    logits = model(input_ids=input_ids, attention_mask=attention_mask.long(),
+                   position_ids=position_ids_from_mask(attention_mask)).logits[:, P - 1 : P + T - 1]  # (B, T, V)
+    logprobs, response_logits = forward_response(model, query_ids, query_mask, response_ids, response_mask)
+    torch.testing.assert_close(response_logits[response_mask], logits[response_mask], atol=1e-5, rtol=1e-5)
+    expected = logprobs_from_logits(logits, response_ids).masked_fill(~response_mask, 0)
+    torch.testing.assert_close(logprobs, expected, atol=1e-5, rtol=1e-5)
 
 
 def test_tokenize_prompts_left_pads(tokenizer):

@@ -6,9 +6,11 @@ from .data import load_split, read_jsonl
 from .labeler import Judgement, SimulatedLabeler, measure_agreement
 from .losses import (AdaptiveKLController, FixedKLController, compute_gae, dpo_loss, kl_per_token, masked_mean,
                      masked_var, ppo_policy_loss, ranking_loss, rlhf_rewards, sft_loss, value_loss, whiten)
-from .models import OfflineError, load_base, save_checkpoint
+from .models import OfflineError, load_base, save_checkpoint, set_threads
 from .world import find_task, format_prompt
 from .sequences import Rollout, generate, logprobs_from_logits, response_logprobs, tokenize_prompts
 from .heads import RewardModel, ValueModel, normalise_reward, score_texts
 from .evaluate import WinRate, evaluate_model, sample_responses, summarize, win_rate
 from .plots import METRICS, LiveDashboard
+
+set_threads()  # one thread count for every notebook and script: $RLHF_THREADS, else the cores available

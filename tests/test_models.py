@@ -1,5 +1,6 @@
 """Tokenizer and base models: the shipped checkpoints, local round trips, and the offline message."""
 import json
+import os
 
 import pytest
 import torch
@@ -112,3 +113,24 @@ def test_missing_local_checkpoint_is_a_clear_error(tmp_path):
 
 def test_shipped_models_live_in_data():
     assert SHIPPED["tiny"].parent == DATA_DIR
+
+
+def test_set_threads_takes_the_argument_then_the_environment_then_the_cores(monkeypatch):
+    from rlhf_core.models import available_cores, set_threads
+
+    before = torch.get_num_threads()
+    try:
+        assert 1 <= available_cores() <= (os.cpu_count() or 1)
+        assert set_threads(1) == 1 and torch.get_num_threads() == 1
+        monkeypatch.setenv("RLHF_THREADS", "1")
+        assert set_threads() == 1
+        monkeypatch.delenv("RLHF_THREADS")
+        assert set_threads() == available_cores() == torch.get_num_threads()
+        for bad in ("0", "two", "-1"):
+            monkeypatch.setenv("RLHF_THREADS", bad)
+            with pytest.raises(ValueError, match="RLHF_THREADS"):
+                set_threads()
+        with pytest.raises(ValueError, match="at least 1"):
+            set_threads(0)
+    finally:
+        torch.set_num_threads(before)

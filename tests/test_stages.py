@@ -263,3 +263,14 @@ def test_the_ppo_benchmark_times_every_phase(capsys):
     for phase in ("generation", "scoring", "gae", "ppo_epochs", "total", "episodes/s", "peak memory"):
         assert phase in printed, printed
 
+
+
+def test_the_trl_benchmark_runs_rlhf_cores_side_without_trl():
+    """benchmarks/ppo_vs_trl.py: the course's side needs nothing beyond requirements.txt, and never imports trl."""
+    import sys
+
+    import benchmarks.ppo_vs_trl as benchmark
+
+    seconds, setup_mb = benchmark.run_rlhf_core("tiny", iterations=1)
+    assert len(seconds) == 1 and seconds[0] > 0 and setup_mb > 0
+    assert "trl" not in sys.modules

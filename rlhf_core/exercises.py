@@ -40,10 +40,8 @@ from __future__ import annotations
 import argparse
 import copy
 import math
-import os
 import re
 import sys
-import tempfile
 from pathlib import Path
 from typing import Callable, NoReturn
 
@@ -1093,14 +1091,10 @@ def make_student_notebook(nb):
 def _write_atomically(nb, path: Path) -> None:
     import nbformat
 
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as file:
-            nbformat.write(nb, file)
-        os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise
+    from .files import atomic_file
+
+    with atomic_file(path) as file:
+        nbformat.write(nb, file)
 
 
 def _notebooks(src: Path) -> list[Path]:

@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import math
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import torch
@@ -102,30 +100,18 @@ class ScalarHeadModel(nn.Module):
     def save_pretrained(self, directory: str | os.PathLike) -> None:
         """Write config.json + model.safetensors (the body) and head.safetensors (head and bias).
 
-        Everything is written to a temporary directory next to `directory` and renamed into place
-        at the end, so an interrupted save never leaves a half-written checkpoint behind.
+        Written with `files.atomic_folder`, so an interrupted save leaves the previous checkpoint as it was.
         """
+        from .files import atomic_folder
+
         directory = Path(directory)
         if directory.exists() and not set(os.listdir(directory)) <= _CHECKPOINT_FILES:
             raise ValueError(f"{directory} holds other files than a checkpoint; refusing to replace it.")
-        directory.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp-", dir=directory.parent))
-        try:
-            os.chmod(tmp, 0o755)
-            self.backbone.save_pretrained(tmp)
+        with atomic_folder(directory) as folder:
+            self.backbone.save_pretrained(folder)
             head_state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()
                           if not k.startswith("backbone.")}  # head.weight, head.bias (+ bias)
-            save_file(head_state, str(tmp / HEAD_FILE), metadata={"class": type(self).__name__})
-            if directory.exists():  # swap: the old checkpoint goes only once the new one is complete
-                old = Path(tempfile.mkdtemp(prefix=f".{directory.name}.old-", dir=directory.parent))
-                directory.rename(old / "ckpt")
-                tmp.rename(directory)
-                shutil.rmtree(old)
-            else:
-                tmp.rename(directory)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+            save_file(head_state, str(folder / HEAD_FILE), metadata={"class": type(self).__name__})
 
     @classmethod
     def from_pretrained(cls, directory: str | os.PathLike):

@@ -11,8 +11,6 @@ the left, so a batch of prompts ends where the response begins ("N implementatio
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 from .world import DATA_DIR
@@ -188,20 +186,14 @@ def use_fused_gelu(model) -> None:
 
 
 def save_checkpoint(model, tokenizer, out_dir: str | Path) -> Path:
-    """save_pretrained (safetensors) for model and tokenizer, atomically: a temp folder, then rename."""
+    """save_pretrained (safetensors) for model and tokenizer, atomically (`files.atomic_folder`): an interrupted
+    save leaves the previous checkpoint at `out_dir` as it was."""
+    from .files import atomic_folder
+
     out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}."))
-    try:
-        os.chmod(tmp, 0o755)  # mkdtemp makes it private; checkpoints are for everyone
-        model.save_pretrained(tmp, safe_serialization=True)
-        tokenizer.save_pretrained(tmp)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    with atomic_folder(out_dir) as folder:
+        model.save_pretrained(folder, safe_serialization=True)
+        tokenizer.save_pretrained(folder)
     return out_dir
 
 

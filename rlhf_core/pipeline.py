@@ -177,10 +177,10 @@ def write_outputs(results: dict, out_dir: Path) -> None:
     matplotlib.use("Agg")
     from .plots import bar_rates, plot_history, save_figure, win_rate_figure
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir / ".results.json.tmp"
-    tmp.write_text(json.dumps(results, indent=1) + "\n")
-    tmp.replace(out_dir / "results.json")
+    from .files import atomic_file
+
+    with atomic_file(out_dir / "results.json") as f:
+        f.write(json.dumps(results, indent=1) + "\n")
     panels = [("objective/score", "objective/gold"), "objective/kl", "objective/kl_coef", "objective/total"]
     history = {"step": results["ppo_history"]["iteration"], **results["ppo_history"]}
     save_figure(plot_history(history, panels, title="PPO"), out_dir / "ppo.png")

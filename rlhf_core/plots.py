@@ -35,7 +35,6 @@ import io
 import math
 import numbers
 import os
-import tempfile
 import time
 import warnings
 from collections import OrderedDict
@@ -196,19 +195,12 @@ def save_figure(fig: Figure, path: str | os.PathLike) -> str:
 
     The format follows the extension (.png, .svg, .pdf). A reader never sees a half-written file,
     and a crash leaves no temp file behind."""
+    from .files import atomic_file
+
     path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
     suffix = os.path.splitext(path)[1] or ".png"
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp_", suffix=suffix)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            fig.savefig(f, format=suffix.lstrip(".") or "png", bbox_inches="tight")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    with atomic_file(path, "wb") as f:
+        fig.savefig(f, format=suffix.lstrip("."), bbox_inches="tight")
     return path
 
 

@@ -25,9 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -497,18 +495,12 @@ def _carve_dev(ppo: list[dict], rng: random.Random) -> list[dict]:
 
 
 def write_jsonl(path: Path, records: list[dict]) -> None:
-    """Write records as JSONL atomically (a temp file in the same folder, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            for record in records:
-                f.write(json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n")
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; data files are for everyone
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write records as JSONL atomically (`files.atomic_file`: a temp file beside it, then one rename)."""
+    from .files import atomic_file
+
+    with atomic_file(path) as f:
+        for record in records:
+            f.write(json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n")
 
 
 def write_world(out_dir: str | Path, seed: int = WORLD_SEED) -> dict[str, int]:

@@ -166,4 +166,13 @@ def setup_report(data_dir=DATA_DIR) -> list[dict[str, Any]]:
         rows.append({"item": f"data/base-{name}", "found": "present" if present else "missing", "ok": present,
                      "note": "" if present else f"git checkout -- data/base-{name}, or "
                                                 f"python -m rlhf_core.pretrain --model {name}"})
+    import torch
+
+    from .models import available_cores
+
+    threads = torch.get_num_threads()
+    rows.append({"item": "torch threads", "found": f"{threads} (of {available_cores()} cores)", "ok": True,
+                 "note": "set once by rlhf_core: RLHF_THREADS=N overrides; give each of two runs sharing the "
+                         "cores half of them" if threads <= available_cores() else
+                         "more threads than cores: slow; set RLHF_THREADS to the number of cores"})
     return rows

@@ -3,6 +3,7 @@ import random
 from html.parser import HTMLParser
 
 import pytest
+import torch
 
 from rlhf_core.labeler import Judgement, SimulatedLabeler
 from rlhf_core.show import (corpus_turns, few_shot_prompts, html_table, judgement_row, judgement_scores,
@@ -117,6 +118,7 @@ def test_few_shot_prompt_with_a_real_demonstration_reads_like_the_corpus():
 
 def test_setup_report_passes_here_and_names_what_is_missing(tmp_path):
     rows = {row["item"]: row for row in setup_report()}
+    assert rows["torch threads"]["found"].startswith(str(torch.get_num_threads()))
     for item in ("python", "torch", "transformers", "data/sft.jsonl", "data/eval.jsonl", "data/base-tiny"):
         assert rows[item]["ok"], rows[item]
     assert rows["data/sft.jsonl"]["found"].endswith("records")

@@ -185,15 +185,18 @@ def use_fused_gelu(model) -> None:
         block.mlp.act = ACT2FN["gelu_pytorch_tanh"]
 
 
-def save_checkpoint(model, tokenizer, out_dir: str | Path) -> Path:
+def save_checkpoint(model, tokenizer, out_dir: str | Path, extra=None) -> Path:
     """save_pretrained (safetensors) for model and tokenizer, atomically (`files.atomic_folder`): an interrupted
-    save leaves the previous checkpoint at `out_dir` as it was."""
+    save leaves the previous checkpoint at `out_dir` as it was. `extra(folder)`, if given, writes more files into
+    the new checkpoint before it takes `out_dir`'s place (pretraining's loss curve): all of it or none."""
     from .files import atomic_folder
 
     out_dir = Path(out_dir)
     with atomic_folder(out_dir) as folder:
         model.save_pretrained(folder, safe_serialization=True)
         tokenizer.save_pretrained(folder)
+        if extra is not None:
+            extra(folder)
     return out_dir
 
 

@@ -19,8 +19,8 @@ from pathlib import Path
 import torch
 
 from .data import load_split
-from .files import atomic_folder
-from .models import SHIPPED, build_tokenizer, count_parameters, gpt2_config, gradient_step, new_model
+from .models import (SHIPPED, build_tokenizer, count_parameters, gpt2_config, gradient_step, new_model,
+                     save_checkpoint)
 
 MODEL_SIZES = {  # shape of each shipped model; small has > 4x tiny's parameters and fits in 20 MB of float32
     "tiny": dict(n_layer=4, n_embd=128, n_head=4),
@@ -162,11 +162,12 @@ def main(argv: list[str] | None = None) -> None:
         tokenizer = AutoTokenizer.from_pretrained(args.tokenizer_from)
     model, tokenizer, log = pretrain(config, tokenizer)
     out = Path(args.out) if args.out else SHIPPED[args.model]
-    with atomic_folder(out) as folder:  # the model and its loss curve, all or nothing
-        model.save_pretrained(folder, safe_serialization=True)
-        tokenizer.save_pretrained(folder)
+
+    def write_loss_curve(folder: Path) -> None:
         (folder / "pretrain_log.json").write_text(json.dumps(log) + "\n")
         plot_pretraining(log).savefig(folder / "pretrain_loss.png", dpi=100)
+
+    save_checkpoint(model, tokenizer, out, extra=write_loss_curve)  # the model and its loss curve, all or nothing
     print(f"{args.model}: {log['parameters']:,} parameters, {log['seconds']} s, final training loss "
           f"{log['loss'][-1]:.3f}, held-out loss {log['heldout_loss'][-1]:.3f} -> {out}")
 

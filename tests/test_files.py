@@ -83,3 +83,18 @@ def test_an_interrupted_reward_model_save_keeps_the_previous_checkpoint(tmp_path
     monkeypatch.undo()
     torch.testing.assert_close(RewardModel.from_pretrained(path).head.weight, reward_model.head.weight - 1.0)
     assert leftovers(tmp_path) == []
+
+
+def test_save_checkpoint_writes_the_extra_files_with_the_model_or_not_at_all(tmp_path):
+    model, tokenizer = load_base("tiny")
+    path = save_checkpoint(model, tokenizer, tmp_path / "base",
+                           extra=lambda folder: (folder / "log.json").write_text("1"))
+    assert (path / "log.json").read_text() == "1" and (path / "model.safetensors").exists()
+
+    def fails(folder):
+        (folder / "log.json").write_text("2")
+        raise RuntimeError("the plot failed")
+
+    with pytest.raises(RuntimeError):
+        save_checkpoint(model, tokenizer, path, extra=fails)
+    assert (path / "log.json").read_text() == "1" and leftovers(tmp_path) == []

@@ -36,7 +36,7 @@ from .sequences import (pack_query_response, position_ids_from_mask, response_po
 HEAD_FILE = "head.safetensors"
 BACKBONE_FILES = ("config.json", "model.safetensors")
 # Files save_pretrained may find in a directory it is allowed to replace.
-_CHECKPOINT_FILES = {*BACKBONE_FILES, HEAD_FILE, "generation_config.json"}
+_CHECKPOINT_FILES = {*BACKBONE_FILES, HEAD_FILE, "generation_config.json", "provenance.json"}
 
 
 def last_token_index(attention_mask: torch.Tensor) -> torch.Tensor:
@@ -97,10 +97,11 @@ class ScalarHeadModel(nn.Module):
 
     # ---- checkpoints --------------------------------------------------------------------------
 
-    def save_pretrained(self, directory: str | os.PathLike) -> None:
+    def save_pretrained(self, directory: str | os.PathLike, extra=None) -> None:
         """Write config.json + model.safetensors (the body) and head.safetensors (head and bias).
 
         Written with `files.atomic_folder`, so an interrupted save leaves the previous checkpoint as it was.
+        `extra(folder)`, if given, writes more files into the new checkpoint before the swap (its provenance.json).
         """
         from .files import atomic_folder
 
@@ -112,6 +113,8 @@ class ScalarHeadModel(nn.Module):
             head_state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()
                           if not k.startswith("backbone.")}  # head.weight, head.bias (+ bias)
             save_file(head_state, str(folder / HEAD_FILE), metadata={"class": type(self).__name__})
+            if extra is not None:
+                extra(folder)
 
     @classmethod
     def from_pretrained(cls, directory: str | os.PathLike):

@@ -279,26 +279,59 @@ class PPOTrainer:
         return history
 
 
-def load_or_train_ppo(base: str = "tiny", config: PPOConfig = PPOConfig(), name: str = "ppo", progress: bool = True,
-                      perfect_reward: bool = False):
-    """A PPO policy for `base`: loaded from runs/{name}-{base} if saved (notebook 04 saves runs/ppo-tiny and
-    runs/ppo-perfect-tiny), else trained from the SFT model with `config` and saved there — against the reward
-    model, or with `perfect_reward` against the labeler itself (LabelerReward; the critic still starts from the
-    reward model's body). SFT model and reward model are loaded or built the same way. Returns (policy, tokenizer)."""
-    from .heads import LabelerReward
-    from .models import load_base, save_checkpoint
-    from .reward import load_or_train_reward_model
-    from .sft import RUNS_DIR, load_or_train_sft
+def ppo_provenance(base: str = "tiny", config: PPOConfig = PPOConfig(), perfect_reward: bool = False) -> dict:
+    """What makes a PPO policy (see `rlhf_core.provenance`): its config, the PPO prompts (and the pretraining text for
+    PPO-ptx), the SFT model and reward model it starts from (runs/sft-{base}, runs/rm-{base} as they are now) and
+    which reward it climbed (the reward model, or the labeler itself)."""
+    from . import provenance
+    from .sft import run_path
 
-    path = RUNS_DIR / f"{name}-{base}"
-    if (path / "model.safetensors").exists():
-        return load_base(str(path))
-    sft, tokenizer = load_or_train_sft(base, progress=progress)
-    reward_model = load_or_train_reward_model(base, progress=progress)
+    data = ["ppo.jsonl"] + (["pretrain.jsonl"] if config.ptx_coef > 0 else [])
+    parents = {"SFT model": provenance.identity(run_path("sft", base)),
+               "reward model": provenance.identity(run_path("rm", base))}  # the critic starts from it either way
+    return provenance.expected("ppo", config, data, parents, reward="labeler" if perfect_reward else "reward model")
+
+
+def save_ppo(policy, tokenizer, base: str = "tiny", config: PPOConfig = PPOConfig(), name: str = "ppo",
+             perfect_reward: bool = False):
+    """Save a policy trained from runs/sft-{base} and runs/rm-{base} with `config` to runs/{name}-{base}, with the
+    provenance.json that lets `load_or_train_ppo` reuse it. Returns the folder."""
+    from . import provenance
+    from .models import save_checkpoint
+    from .sft import run_path
+
+    record = ppo_provenance(base, config, perfect_reward)
+    return save_checkpoint(policy, tokenizer, run_path(name, base), extra=provenance.writer(record))
+
+
+def load_or_train_ppo(base: str = "tiny", config: PPOConfig | None = None, name: str = "ppo", progress: bool = True,
+                      perfect_reward: bool = False, sft_config=None, reward_config=None):
+    """A PPO policy for `base`: loaded from runs/{name}-{base} if it was made from the same settings (notebook 04
+    saves runs/ppo-tiny and runs/ppo-perfect-tiny), else trained from the SFT model with `config` (or the defaults)
+    and saved there — against the reward model, or with `perfect_reward` against the labeler itself (LabelerReward;
+    the critic still starts from the reward model's body). Returns (policy, tokenizer).
+
+    SFT model and reward model come first, from `load_or_train_sft(base, sft_config)` and
+    `load_or_train_reward_model(base, reward_config, sft_config=sft_config)`; the policy is reused only if it was
+    trained from those very checkpoints, so retraining either retrains this too. Otherwise as `load_or_train_sft`:
+    config=None accepts the settings a notebook saved, anything else that differs retrains with one line saying why
+    (rather than raising: runs/ holds nothing the course cannot rebuild).
+    """
+    from . import provenance
+    from .heads import LabelerReward
+    from .models import load_base
+    from .reward import load_or_train_reward_model
+    from .sft import load_or_train_sft, run_path
+
+    strict, config = config is not None, config or PPOConfig()
+    sft, tokenizer = load_or_train_sft(base, sft_config, progress=progress)
+    reward_model = load_or_train_reward_model(base, reward_config, progress=progress, sft_config=sft_config)
+    if provenance.reusable(run_path(name, base), ppo_provenance(base, config, perfect_reward), strict):
+        return load_base(str(run_path(name, base)))
     reward = LabelerReward(tokenizer) if perfect_reward else reward_model
     torch.manual_seed(config.seed)
     trainer = PPOTrainer(copy.deepcopy(sft), tokenizer, reward, config, ref_model=sft,
                          value_model=initial_value_model(reward_model, config))
     trainer.train(progress=progress)
-    save_checkpoint(trainer.policy, tokenizer, path)
+    save_ppo(trainer.policy, tokenizer, base, config, name, perfect_reward)
     return trainer.policy.eval(), tokenizer

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
+from . import provenance
 from .data import load_split
 from .evaluate import sample_responses
 from .heads import RewardModel, normalise_reward
@@ -22,7 +23,7 @@ from .labeler import SimulatedLabeler
 from .losses import ranking_loss
 from .sequences import concat_query_response, tokenize_prompts, tokenize_responses
 from .models import gradient_step, load_base
-from .sft import RUNS_DIR, load_or_train_sft
+from .sft import SFTConfig, load_or_train_sft, run_path, sft_checkpoint
 
 
 @dataclass
@@ -190,13 +191,40 @@ def build_reward_model(sft_model, tokenizer, config: RewardConfig = RewardConfig
     return reward_model, log, comparisons
 
 
-def load_or_train_reward_model(base: str = "tiny", config: RewardConfig = RewardConfig(), progress: bool = True):
-    """The reward model for `base`: loaded from runs/ if an earlier notebook saved it, else built and saved."""
-    path = RUNS_DIR / f"rm-{base}"
-    if (path / "head.safetensors").exists():
-        return RewardModel.from_pretrained(path)
-    sft_model, tokenizer = load_or_train_sft(base, progress=progress)
+def reward_provenance(base: str = "tiny", config: RewardConfig = RewardConfig()) -> dict:
+    """What makes a reward model (see `rlhf_core.provenance`): its config, the RM prompts, the demonstrations that
+    set its bias, the SFT model it starts from (runs/sft-{base} as it is now) and the base model that writes some
+    answers."""
+    from .models import SHIPPED
+
+    return provenance.expected("rm", config, data=["rm.jsonl", "sft.jsonl"],
+                               parents={"SFT model": provenance.identity(sft_checkpoint(base)),
+                                        "base model": provenance.identity(SHIPPED.get(base, base))})
+
+
+def save_reward_model(reward_model: RewardModel, base: str = "tiny", config: RewardConfig = RewardConfig()):
+    """Save a reward model built from runs/sft-{base} with `config` to runs/rm-{base}, with the provenance.json that
+    lets `load_or_train_reward_model` (and PPO) reuse it. Returns the folder."""
+    path = run_path("rm", base)
+    reward_model.save_pretrained(path, extra=provenance.writer(reward_provenance(base, config)))
+    return path
+
+
+def load_or_train_reward_model(base: str = "tiny", config: RewardConfig | None = None, progress: bool = True,
+                               sft_config: SFTConfig | None = None):
+    """The reward model for `base`: loaded from runs/rm-{base} if it was made from the same settings, else built
+    (with `config`, or the defaults) from the SFT model and saved there.
+
+    The SFT model comes first, from `load_or_train_sft(base, sft_config)`; the reward model is reused only if it was
+    built from that very SFT checkpoint (its fingerprint), so retraining the SFT model retrains this too. Otherwise
+    as `load_or_train_sft`: config=None accepts the settings a notebook saved, anything else that differs retrains
+    with one line saying why (rather than raising: runs/ holds nothing the course cannot rebuild).
+    """
+    strict, config = config is not None, config or RewardConfig()
+    sft_model, tokenizer = load_or_train_sft(base, sft_config, progress=progress)
+    if provenance.reusable(run_path("rm", base), reward_provenance(base, config), strict):
+        return RewardModel.from_pretrained(run_path("rm", base))
     base_model, _ = load_base(base)
     reward_model, _, _ = build_reward_model(sft_model, tokenizer, config, base_model, progress=progress)
-    reward_model.save_pretrained(path)
+    save_reward_model(reward_model, base, config)
     return reward_model

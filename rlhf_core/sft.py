@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from . import provenance
 from .data import load_split
 from .losses import sft_loss
 from .models import gradient_step, load_base, save_checkpoint
@@ -113,16 +114,46 @@ def validation_loss(model, tokenizer, records) -> float:
     return loss.item()
 
 
+def run_path(stage: str, base: str = "tiny") -> Path:
+    """Where the course keeps a stage's checkpoint for `base`: runs/{stage}-{base} ("sft", "rm", "ppo", ...)."""
+    return RUNS_DIR / f"{stage}-{base}"
+
+
 def sft_checkpoint(base: str = "tiny") -> Path:
-    return RUNS_DIR / f"sft-{base}"
+    return run_path("sft", base)
 
 
-def load_or_train_sft(base: str = "tiny", config: SFTConfig = SFTConfig(), progress: bool = True):
-    """The SFT model for `base`: loaded from runs/ if an earlier notebook saved it, else trained and saved."""
-    path = sft_checkpoint(base)
-    if (path / "model.safetensors").exists():
-        return load_base(str(path))
+def sft_provenance(base: str = "tiny", config: SFTConfig = SFTConfig()) -> dict:
+    """What makes an SFT model (see `rlhf_core.provenance`): its config, the demonstrations, the base model."""
+    from .models import SHIPPED
+
+    return provenance.expected("sft", config, data=["sft.jsonl"],
+                               parents={"base model": provenance.identity(SHIPPED.get(base, base))})
+
+
+def save_sft(model, tokenizer, base: str = "tiny", config: SFTConfig = SFTConfig()) -> Path:
+    """Save an SFT model of `base` trained with `config` to runs/sft-{base}, with the provenance.json that lets
+    `load_or_train_sft` (and the stages after it) reuse it. Returns the folder."""
+    record = sft_provenance(base, config)
+    return save_checkpoint(model, tokenizer, sft_checkpoint(base), extra=provenance.writer(record))
+
+
+def load_or_train_sft(base: str = "tiny", config: SFTConfig | None = None, progress: bool = True):
+    """The SFT model for `base`: loaded from runs/sft-{base} if it was made from the same settings, else trained
+    (with `config`, or the defaults) and saved there.
+
+    Same settings: the same course version, data/sft.jsonl and base model, and — when `config` is given — the same
+    config. With config=None, a model a notebook saved with the student's own settings is reused (the course's
+    promise: later notebooks use the model you saved), with a line saying how it differs from the defaults.
+    When anything else differs, or the checkpoint records nothing (saved before checkpoints recorded their
+    settings), it is retrained, with one line saying why. Retrained rather than raising: runs/ holds only what the
+    course rebuilds from code and data, so rebuilding loses nothing that cannot be remade, and a notebook keeps
+    running; an interrupted retraining leaves the old checkpoint as it was.
+    """
+    strict, config = config is not None, config or SFTConfig()
+    if provenance.reusable(sft_checkpoint(base), sft_provenance(base, config), strict):
+        return load_base(str(sft_checkpoint(base)))
     model, tokenizer = load_base(base)
     train_sft(model, tokenizer, config, progress=progress)
-    save_checkpoint(model, tokenizer, path)
+    save_sft(model, tokenizer, base, config)
     return model.eval(), tokenizer

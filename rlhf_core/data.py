@@ -23,14 +23,21 @@ def read_jsonl(path: str | Path, required: tuple[str, ...] = ()) -> list[dict]:
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist. {_REGENERATE}")
     records = []
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
+    with open(path, "rb") as f:  # bytes, so that text that is not UTF-8 is reported with its line too
+        for number, raw in enumerate(f, start=1):  # lines end at "\n" ("\r\n" too: "\r" is JSON whitespace)
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as error:
+                raise ValueError(f"{path}, line {number}: not UTF-8 text ({error.reason} at byte {error.start}). "
+                                 f"{_REGENERATE}") from None
             if not line.strip():
                 continue
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as error:
                 raise ValueError(f"{path}, line {number}: not valid JSON ({error.msg}). {_REGENERATE}") from None
+            except RecursionError:  # json gives up on arrays/objects nested thousands deep
+                raise ValueError(f"{path}, line {number}: JSON nested too deeply to read. {_REGENERATE}") from None
             if not isinstance(record, dict):
                 raise ValueError(f"{path}, line {number}: expected a JSON object, got {type(record).__name__}. "
                                  f"{_REGENERATE}")

@@ -29,7 +29,8 @@ are. A markdown header, the exercise cell, then a one-line check::
     check_compute_gae(compute_gae)
 
 Student copies (solutions replaced by ``raise NotImplementedError("Exercise — implement ...")``,
-hidden tests removed, outputs cleared)::
+hidden tests removed, outputs cleared, and every cell that would show the library's code of an
+exercised function left out: see ``make_student_notebook``)::
 
     python -m rlhf_core.exercises student notebooks/ student_notebooks/
     python -m rlhf_core.exercises list notebooks/
@@ -38,7 +39,9 @@ hidden tests removed, outputs cleared)::
 from __future__ import annotations
 
 import argparse
+import ast
 import copy
+import importlib
 import math
 import re
 import sys
@@ -61,8 +64,11 @@ __all__ = [
     "check_value_loss",
     "check_kl_controller",
     "CHECKS",
+    "REFERENCES",
+    "reference",
     "random_batch",
     "strip_solutions",
+    "shown_references",
     "exercise_title",
     "list_exercises",
     "make_student_notebook",
@@ -994,8 +1000,32 @@ CHECKS: dict[str, Callable] = {
 }
 
 
+# The library's code that solves each exercise: (module, qualified name). A student copy must never show it.
+REFERENCES: dict[str, tuple[str, str]] = {
+    "sft_loss": ("rlhf_core.losses", "sft_loss"),
+    "ranking_loss": ("rlhf_core.losses", "ranking_loss"),
+    "rlhf_rewards": ("rlhf_core.losses", "rlhf_rewards"),
+    "kl_per_token": ("rlhf_core.losses", "kl_per_token"),
+    "compute_gae": ("rlhf_core.losses", "compute_gae"),
+    "whiten": ("rlhf_core.losses", "whiten"),
+    "ppo_policy_loss": ("rlhf_core.losses", "ppo_policy_loss"),
+    "value_loss": ("rlhf_core.losses", "value_loss"),
+    "kl_controller": ("rlhf_core.losses", "AdaptiveKLController.update"),   # the exercise writes `update`
+    "win_rate": ("rlhf_core.evaluate", "win_rate"),
+}
+
+
+def reference(exercise: str) -> Callable:
+    """The library's function that solves ``exercise`` (a key of ``CHECKS``)."""
+    module, qualname = REFERENCES[exercise]
+    found = importlib.import_module(module)
+    for name in qualname.split("."):
+        found = getattr(found, name)
+    return found
+
+
 # --------------------------------------------------------------------------------------------------
-# Student copies: strip nbgrader's solution regions
+# Student copies: strip nbgrader's solution regions, leave out the library's solutions
 # --------------------------------------------------------------------------------------------------
 
 def _marker(words: str) -> re.Pattern:
@@ -1052,18 +1082,86 @@ def _has_solution(cell) -> bool:
 
 
 def exercise_title(cells: list, index: int) -> str:
-    """The message for the exercise in ``cells[index]``: the first line of the nearest markdown header
-    above it ("### Exercise — implement `compute_gae`" gives "Exercise — implement `compute_gae`";
-    another header gets "Exercise: " in front), or a generic text if there is none."""
+    """The message for the exercise in ``cells[index]``: the nearest markdown cell above it that opens with a
+    header gives its last header ("### Exercise — implement `compute_gae`" gives "Exercise — implement
+    `compute_gae`"; a cell "## Exercises" with a "### Exercise — ..." under it gives the latter; another
+    header gets "Exercise: " in front), or a generic text if there is none."""
     for cell in reversed(cells[:index]):
         if cell.get("cell_type") != "markdown":
             continue
-        first = next((line.strip() for line in cell.get("source", "").split("\n") if line.strip()), "")
-        if first.startswith("#"):
-            header = first.lstrip("#").strip().rstrip("#").strip()
-            if header:
-                return header if header.lower().startswith("exercise") else f"Exercise: {header}"
+        lines = [line.strip() for line in cell.get("source", "").split("\n") if line.strip()]
+        if not lines or not lines[0].startswith("#"):
+            continue
+        headers, fenced = [], False
+        for line in lines:
+            fenced ^= line.startswith("```")                      # a "# comment" in a code block is no header
+            if not fenced and line.startswith("#"):
+                headers.append(line.lstrip("#").strip().rstrip("#").strip())
+        header = next((h for h in reversed(headers) if h), "")
+        if header:
+            return header if header.lower().startswith("exercise") else f"Exercise: {header}"
     return GENERIC_TITLE
+
+
+SOURCE_TAG = "library-source"   # a cell tag: shown in the instructor copy only (the library's code, its walkthrough)
+LIBRARY_NOTE = "*(The library's version is shown here in the instructor copy.)*"
+
+# Ways a cell can print code: inspect's functions, IPython's %psource/%pfile/%pycat/%load and `obj??`, reading a file.
+_SHOWS_CODE = re.compile(r"\b(?:getsource|getsourcelines|findsource|getblock)\b|%(?:psource|pfile|pycat|load)\b"
+                         r"|^\s*(?:\?\?[\w.]+|[\w.]+\?\?)\s*$", re.M)
+_READS_FILE = re.compile(r"\bopen\(|\bread_text\(|\bfrom_file\(|%(?:pycat|load)\b|^\s*!\s*(?:cat|less|head)\b", re.M)
+
+
+def shown_references(source: str) -> list[str]:
+    """The exercises whose reference solution the code cell ``source`` would print, in ``CHECKS`` order.
+
+    A cell counts when it prints code (``inspect.getsource`` and friends, ``%psource``, ``%pfile``,
+    ``%pycat``, ``%load``, ``obj??``) and names a reference — ``sft_loss``, ``AdaptiveKLController``, ... —
+    anywhere (so a loop over several functions counts too), or shows a whole module that holds one
+    (``getsource(rlhf_core.losses)``, ``%pfile rlhf_core.losses``, ``open(".../losses.py")``). Printing
+    other code (``PPOTrainer.update``, a config) does not count, nor does calling a reference.
+    """
+    shows_code, reads_file = _SHOWS_CODE.search(source), _READS_FILE.search(source)
+    if not (shows_code or reads_file):
+        return []
+    words = set(re.findall(r"[A-Za-z_]\w*", source))
+    shown = []
+    for exercise, (module, qualname) in REFERENCES.items():
+        short = module.rsplit(".", 1)[1]                                        # "losses"
+        module_shown = shows_code and re.search(
+            rf"(?:getsource\w*\(|%p(?:source|file)|%load)\s*(?:[\w.]+\.)?{short}\s*(?:\)|$)", source, re.M)
+        file_read = reads_file and re.search(rf"\b{short}\.py\b", source)
+        if module_shown or file_read or (shows_code and qualname.split(".")[0] in words):
+            shown.append(exercise)
+    return shown
+
+
+def _only_displays(source: str) -> bool:
+    """Whether a cell only prints: it binds no name (an assignment, import, def or class) that later cells
+    could need. IPython syntax (%magics, obj??) is not Python and counts as a display."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return True
+    binds = (ast.Assign, ast.AugAssign, ast.AnnAssign, ast.NamedExpr, ast.Import, ast.ImportFrom,
+             ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Global, ast.Nonlocal)
+    return not any(isinstance(node, binds) for node in ast.walk(tree))
+
+
+def _library_source(cell, index: int) -> bool:
+    """Whether ``cell`` belongs to the instructor copy only: tagged SOURCE_TAG, or a code cell that would
+    print an exercise's reference solution (which must then do nothing else)."""
+    if SOURCE_TAG in cell.get("metadata", {}).get("tags", []):
+        return True
+    if cell.get("cell_type") != "code":
+        return False
+    shown = shown_references(cell.get("source", ""))
+    if shown and not _only_displays(cell.source):
+        names = ", ".join(f"`{qualname}`" for qualname in (REFERENCES[e][1] for e in shown))
+        raise ValueError(f"cell {index} prints the library's {names} (the solution of an exercise) and also "
+                         "runs other code; put the display in a cell of its own, after the exercise, so that "
+                         "student copies can leave it out.")
+    return bool(shown)
 
 
 def list_exercises(nb) -> list[tuple[int, str]]:
@@ -1071,20 +1169,42 @@ def list_exercises(nb) -> list[tuple[int, str]]:
     return [(index, exercise_title(nb.cells, index)) for index, cell in enumerate(nb.cells) if _has_solution(cell)]
 
 
-def make_student_notebook(nb):
+def make_student_notebook(nb, keep_solutions: bool = False):
     """A student copy of ``nb`` (which is not changed): solutions replaced by
     ``raise NotImplementedError(<title>)``, hidden tests removed, outputs and execution counts cleared.
-    Cell metadata (nbgrader's included) is kept as it is."""
+    Cell metadata (nbgrader's included) is kept as it is.
+
+    Cells of the instructor copy only are left out, each run of them replaced by one markdown note
+    (LIBRARY_NOTE): cells tagged ``library-source``, and every code cell that would print the library's
+    solution of an exercise (``shown_references``) — tagged or not. Such a cell must only print, so that
+    leaving it out cannot break a later cell; one that also computes raises ValueError.
+
+    ``keep_solutions=True`` leaves out only those cells and keeps everything else (solutions, hidden tests,
+    outputs): the source folder for ``nbgrader generate_assignment``, which knows nothing of the tag.
+    """
+    from nbformat.v4 import new_markdown_cell
+
     student = copy.deepcopy(nb)
+    cells = []
     for index, cell in enumerate(student.cells):
-        if cell.cell_type != "code":
+        if _library_source(cell, index):
+            if not (cells and cells[-1].cell_type == "markdown" and cells[-1].source == LIBRARY_NOTE):
+                note = new_markdown_cell(LIBRARY_NOTE)   # one note for a run of left-out cells
+                if "id" in cell:
+                    note.id = cell.id                    # the first left-out cell's id: stable across copies
+                else:
+                    del note["id"]                       # a notebook from before cell ids (nbformat < 4.5)
+                cells.append(note)
             continue
-        try:
-            cell.source = strip_solutions(cell.source, exercise_title(nb.cells, index))
-        except ValueError as error:
-            raise ValueError(f"cell {index}: {error}") from None
-        cell.outputs = []
-        cell.execution_count = None
+        if cell.cell_type == "code" and not keep_solutions:
+            try:
+                cell.source = strip_solutions(cell.source, exercise_title(nb.cells, index))
+            except ValueError as error:
+                raise ValueError(f"cell {index}: {error}") from None
+            cell.outputs = []
+            cell.execution_count = None
+        cells.append(cell)
+    student.cells = cells
     return student
 
 
@@ -1109,9 +1229,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m rlhf_core.exercises",
                                      description="Student copies of the course notebooks (nbgrader markers).")
     commands = parser.add_subparsers(dest="command", required=True)
-    student = commands.add_parser("student", help="write student copies: solutions stripped, outputs cleared")
+    student = commands.add_parser("student", help="write student copies: solutions stripped, outputs cleared, "
+                                                  "the library's code of exercised functions left out")
     student.add_argument("src", type=Path, help="folder of solution notebooks")
     student.add_argument("out", type=Path, help="folder for the student copies (not SRC)")
+    student.add_argument("--keep-solutions", action="store_true",
+                         help="only leave out the library's code: a source folder for nbgrader generate_assignment")
     listing = commands.add_parser("list", help="print the exercises found: notebook, cell index, title")
     listing.add_argument("src", type=Path)
     args = parser.parse_args(argv)
@@ -1128,8 +1251,14 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     for path in paths:
         nb = nbformat.read(path, as_version=4)
-        _write_atomically(make_student_notebook(nb), args.out / path.name)
-        print(f"wrote {args.out / path.name} ({len(list_exercises(nb))} exercises)")
+        try:
+            student = make_student_notebook(nb, keep_solutions=args.keep_solutions)
+        except ValueError as error:
+            raise SystemExit(f"error: {path.name}: {error}") from None
+        _write_atomically(student, args.out / path.name)
+        left_out = len(nb.cells) - len(student.cells) + sum(c.source == LIBRARY_NOTE for c in student.cells)
+        print(f"wrote {args.out / path.name} ({len(list_exercises(nb))} exercises)"
+              + (f"; left out {left_out} cells of the library's solutions" if left_out else ""))
     return 0
 
 

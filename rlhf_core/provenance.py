@@ -57,8 +57,9 @@ def identity(checkpoint: str | Path) -> str:
 
 def expected(stage: str, config, data: list[str], parents: dict[str, str], **settings) -> dict:
     """The record a checkpoint of `stage` made now with `config` would carry (without weights and fingerprint)."""
-    return {"course_version": COURSE_VERSION, "stage": stage, "config": {type(config).__name__: asdict(config)},
-            "data": {name: file_sha256(DATA_DIR / name) for name in data}, "parents": parents, "settings": settings}
+    record = {"course_version": COURSE_VERSION, "stage": stage, "config": {type(config).__name__: asdict(config)},
+              "data": {name: file_sha256(DATA_DIR / name) for name in data}, "parents": parents, "settings": settings}
+    return json.loads(json.dumps(record))  # as it reads back from provenance.json (a tuple becomes a list)
 
 
 def writer(record: dict):
@@ -113,16 +114,16 @@ def reusable(path: str | Path, wanted: dict, strict: bool = True) -> bool:
     path = Path(path)
     if not path.is_dir():
         return False
-    saved = read(path)
+    saved, name = read(path), f"{path.parent.name}/{path.name}"
     if saved is None:
-        print(f"{path.name}: no readable {FILE} (saved before checkpoints recorded their settings), so what made "
+        print(f"{name}: no readable {FILE} (saved before checkpoints recorded their settings), so what made "
               f"it is unknown: training it again")
         return False
     differ = differences(saved, wanted, COMPARED if strict else [f for f in COMPARED if f != "config"])
     if differ:
-        print(f"{path.name} was made from other settings ({'; '.join(differ)}): training it again")
+        print(f"{name} was made from other settings ({'; '.join(differ)}): training it again")
         return False
     if not strict and (custom := differences(saved, wanted, ["config"])):
-        print(f"{path.name}: reusing the model saved there, made with other settings than the defaults "
-              f"({'; '.join(custom)}); pass a config to rebuild it with that one")
+        print(f"{name}: reusing the model saved there, made with other settings than the defaults "
+              f"({'; '.join(custom)}); pass the config you want to train that one instead")
     return True

@@ -61,7 +61,31 @@ class PPOConfig:
     ptx_coef: float = 0.0          # γ of PPO-ptx (InstructGPT eq. 2); 0 is plain PPO
     ptx_batch_size: int = 8        # pretraining windows per gradient step when ptx_coef > 0
     group_by_length: bool = True   # minibatches of similar-length episodes: less padding (length_grouped_minibatches)
+    prompt_splits: tuple[str, ...] = ("ppo", "rm", "sft")  # where the prompts come from (see PPO_PROMPT_SPLITS)
     seed: int = 0
+
+
+# Which splits' prompts PPO may learn from: the PPO prompts, and those the reward model and SFT already saw --
+# never dev or eval, where PPO is measured. The mini world has only ~600 training prompts, and a ~1M-parameter
+# policy learns the answers to the prompts it sees often: on the 195 "ppo" prompts alone (each seen ~10 times
+# in 1,920 episodes) PPO's gold on its own prompts climbs well above its gold on dev. With all 605 (each seen ~3
+# times) it has to learn what holds for every prompt -- a plain sentence, an answer that stops, a sharper
+# choice of answer -- and dev gold rises (the pipeline's README section gives the measurement).
+# InstructGPT's PPO prompts were a separate set of 31k, more than enough that no prompt repeated much.
+PPO_PROMPT_SPLITS = ("ppo", "rm", "sft")
+HELD_OUT_SPLITS = ("dev", "eval")
+
+
+def ppo_prompts(splits=PPO_PROMPT_SPLITS) -> list[str]:
+    """The prompts PPO trains on: every prompt of `splits`, in file order (PPOTrainer shuffles them)."""
+    splits = tuple(splits)
+    held_out = [name for name in splits if name in HELD_OUT_SPLITS]
+    if held_out:
+        raise ValueError(f"prompt_splits {splits} includes {', '.join(held_out)}: those prompts measure PPO and "
+                         f"must never be trained on; use any of {', '.join(PPO_PROMPT_SPLITS)}")
+    if not splits:
+        raise ValueError(f"prompt_splits is empty; use any of {', '.join(PPO_PROMPT_SPLITS)}")
+    return [prompt for name in splits for prompt in load_split(name)["prompt"]]
 
 
 @dataclass
@@ -130,7 +154,7 @@ class PPOTrainer:
         self.value_model = value_model if value_model is not None else initial_value_model(reward_model, config)
         self.value_model.requires_grad_(True)
         self.labeler = labeler or SimulatedLabeler(seed=config.seed)
-        self.prompts = prompts if prompts is not None else list(load_split("ppo")["prompt"])
+        self.prompts = prompts if prompts is not None else ppo_prompts(config.prompt_splits)
         self.kl_controller = (AdaptiveKLController(config.init_kl_coef, config.kl_target, config.kl_horizon)
                               if config.adaptive_kl else FixedKLController(config.init_kl_coef))
         # fused: one kernel updates every parameter (a few % of an iteration on a small model)
@@ -286,7 +310,7 @@ def ppo_provenance(base: str = "tiny", config: PPOConfig = PPOConfig(), perfect_
     from . import provenance
     from .sft import run_path
 
-    data = ["ppo.jsonl"] + (["pretrain.jsonl"] if config.ptx_coef > 0 else [])
+    data = [f"{name}.jsonl" for name in config.prompt_splits] + (["pretrain.jsonl"] if config.ptx_coef > 0 else [])
     parents = {"SFT model": provenance.identity(run_path("sft", base)),
                "reward model": provenance.identity(run_path("rm", base))}  # the critic starts from it either way
     return provenance.expected("ppo", config, data, parents, reward="labeler" if perfect_reward else "reward model")

@@ -9,7 +9,7 @@ from torch import nn
 from rlhf_core import SimulatedLabeler, load_base, load_split
 from rlhf_core.evaluate import sample_responses
 from rlhf_core.heads import RewardModel, ValueModel
-from rlhf_core.ppo import PPOConfig, PPOTrainer, length_grouped_minibatches
+from rlhf_core.ppo import PPOConfig, PPOTrainer, length_grouped_minibatches, ppo_prompts
 from rlhf_core.reward import (RewardConfig, collect_comparisons, evaluate_reward_model, pairwise_accuracy,
                               split_heldout, train_reward_model)
 from rlhf_core.sft import SFTConfig, batch_sft_loss, sft_batch, train_sft
@@ -192,6 +192,31 @@ def test_grouped_minibatches_cut_the_padding_and_still_vary():
     assert [m.tolist() for m in first] != [m.tolist() for m in second]
     ranges = sorted((int(lengths[m].min()), int(lengths[m].max())) for m in first)
     assert all(high <= next_low for (_, high), (next_low, _) in zip(ranges, ranges[1:]))  # consecutive lengths
+
+
+def test_ppo_trains_on_every_training_prompt_and_never_on_dev_or_eval():
+    prompts = ppo_prompts()
+    for name in ("ppo", "rm", "sft"):
+        assert set(load_split(name)["prompt"]) <= set(prompts)
+    held_out = set(load_split("dev")["prompt"]) | set(load_split("eval")["prompt"])
+    assert not held_out & set(prompts)
+    assert len(prompts) == len(set(prompts)) > 3 * len(load_split("ppo"))  # no prompt twice, three times the ppo split
+    assert ppo_prompts(("ppo",)) == list(load_split("ppo")["prompt"])
+    for bad in (("ppo", "dev"), ("eval",)):
+        with pytest.raises(ValueError, match="never be trained on"):
+            ppo_prompts(bad)
+    with pytest.raises(ValueError, match="unknown split"):
+        ppo_prompts(("ppo", "train"))
+
+
+def test_ppo_trainer_takes_its_prompts_from_the_configured_splits(tiny):
+    model, tok = tiny
+    value_model = ValueModel.from_causal_lm(model)
+    for splits in (("rm",), ("ppo", "sft")):
+        trainer = PPOTrainer(copy.deepcopy(model), tok, LengthPenalty(), PPOConfig(prompt_splits=splits),
+                             ref_model=model, value_model=value_model)
+        assert trainer.prompts == ppo_prompts(splits)
+        assert set(trainer.next_prompts()) <= set(ppo_prompts(splits))
 
 
 def test_ppo_rejects_a_nan_loss(tiny):

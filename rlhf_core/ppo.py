@@ -37,6 +37,17 @@ from .losses import (AdaptiveKLController, FixedKLController, compute_gae, maske
 from .sequences import Rollout, forward_response, generate, pack_query_response, response_logprobs
 
 
+# Which splits' prompts PPO may learn from: the PPO prompts, and those the reward model and SFT already saw --
+# never dev or eval, where PPO is measured. The mini world has only ~600 training prompts, and a ~1M-parameter
+# policy learns the answers to the prompts it sees often: on the 195 "ppo" prompts alone (each seen ~10 times
+# in 1,920 episodes) PPO's gold on its own prompts climbs well above its gold on dev. With all 605 (each seen ~3
+# times) it has to learn what holds for every prompt -- a plain sentence, an answer that stops, a sharper
+# choice of answer. Dev and eval gold rise a little (README, "What each setting bought").
+# InstructGPT's PPO prompts were a separate set of 31k, more than enough that no prompt repeated much.
+PPO_PROMPT_SPLITS = ("ppo", "rm", "sft")
+HELD_OUT_SPLITS = ("dev", "eval")
+
+
 @dataclass
 class PPOConfig:
     iterations: int = 30           # rollouts of `batch_size` episodes each (InstructGPT: 256k episodes)
@@ -61,19 +72,8 @@ class PPOConfig:
     ptx_coef: float = 0.0          # γ of PPO-ptx (InstructGPT eq. 2); 0 is plain PPO
     ptx_batch_size: int = 8        # pretraining windows per gradient step when ptx_coef > 0
     group_by_length: bool = True   # minibatches of similar-length episodes: less padding (length_grouped_minibatches)
-    prompt_splits: tuple[str, ...] = ("ppo", "rm", "sft")  # where the prompts come from (see PPO_PROMPT_SPLITS)
+    prompt_splits: tuple[str, ...] = PPO_PROMPT_SPLITS  # the splits whose prompts PPO learns from (ppo_prompts)
     seed: int = 0
-
-
-# Which splits' prompts PPO may learn from: the PPO prompts, and those the reward model and SFT already saw --
-# never dev or eval, where PPO is measured. The mini world has only ~600 training prompts, and a ~1M-parameter
-# policy learns the answers to the prompts it sees often: on the 195 "ppo" prompts alone (each seen ~10 times
-# in 1,920 episodes) PPO's gold on its own prompts climbs well above its gold on dev. With all 605 (each seen ~3
-# times) it has to learn what holds for every prompt -- a plain sentence, an answer that stops, a sharper
-# choice of answer. Dev and eval gold rise a little (README, "What each setting bought").
-# InstructGPT's PPO prompts were a separate set of 31k, more than enough that no prompt repeated much.
-PPO_PROMPT_SPLITS = ("ppo", "rm", "sft")
-HELD_OUT_SPLITS = ("dev", "eval")
 
 
 def ppo_prompts(splits=PPO_PROMPT_SPLITS) -> list[str]:

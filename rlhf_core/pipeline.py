@@ -45,6 +45,7 @@ class PipelineConfig:
     ptx_coef: float = 1.0                    # γ of the PPO-ptx run (InstructGPT eq. 2); 0 skips that run
     perfect_reward: bool = True              # also run PPO against the labeler itself (LabelerReward): the ceiling
     small_model: str | None = "small"        # the larger base model given SFT only ("size isn't everything"); None skips
+    eval_prompts: int | None = None          # judge on the first N held-out prompts; None: all (a quick check only)
 
     def with_seed(self, seed: int) -> "PipelineConfig":
         config = copy.deepcopy(self)
@@ -55,8 +56,11 @@ class PipelineConfig:
 def run_pipeline(config: PipelineConfig = PipelineConfig(), out_dir: str | Path | None = None,
                  progress: bool = True, log=print) -> dict:
     """Run every stage with `config` and return the results dict (also written to out_dir/results.json)."""
+    if config.eval_prompts is not None and config.eval_prompts < 2:
+        raise ValueError(f"eval_prompts = {config.eval_prompts}: a win rate's interval needs at least 2 prompts; "
+                         "use None for all of them")
     torch.manual_seed(config.seed)
-    prompts = list(load_split("eval")["prompt"])
+    prompts = list(load_split("eval")["prompt"])[:config.eval_prompts]
     seconds, models, histories = {}, {}, {}
 
     def timed(stage):

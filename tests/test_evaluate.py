@@ -1,4 +1,5 @@
 """Evaluation: win rates with ties and intervals, failure rates, KL between policies, and the pipeline."""
+import dataclasses
 import json
 import math
 
@@ -212,6 +213,7 @@ def test_pipeline_runs_every_stage_and_writes_the_results(tmp_path):
     config.sft.epochs = 1
     config.reward.k, config.reward.k_from_base, config.reward.epochs, config.reward.rounds = 3, 1, 1, 1
     config.ppo.iterations, config.ppo.batch_size, config.ppo.ppo_epochs = 2, 16, 1
+    config.eval_prompts = 24  # the wiring, not the numbers: a sixth of the held-out prompts
     printed = []
     results = run_pipeline(config, tmp_path, progress=False, log=printed.append)
     saved = json.loads((tmp_path / "results.json").read_text())
@@ -238,6 +240,14 @@ def test_pipeline_runs_every_stage_and_writes_the_results(tmp_path):
         assert (tmp_path / png).stat().st_size > 0
     assert "win rate ppo_vs_sft" in printed[-1]
     assert results["config"]["seed"] == 3
+
+
+def test_pipeline_refuses_too_few_eval_prompts_before_training(tmp_path):
+    from rlhf_core.pipeline import PipelineConfig, run_pipeline
+
+    with pytest.raises(ValueError, match="at least 2 prompts"):
+        run_pipeline(dataclasses.replace(PipelineConfig(), eval_prompts=1), tmp_path, progress=False)
+    assert not any(tmp_path.iterdir())
 
 
 def test_pipeline_command_line_picks_the_comparisons(monkeypatch):

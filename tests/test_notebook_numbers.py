@@ -8,7 +8,7 @@ A number written into prose goes stale the day a default or a result changes. So
   ordinal (a markdown "1." item, step 2, stage 3), a model name (GPT-2), or an integer 0, 1 or 2
   inside math ($...$), where it is a constant of the formula (½, 1 − ε, (n − 1)/n);
 - a paper fact: listed in PAPER_NUMBERS below, with the line of the course's checked paper facts it
-  comes from, and quoted in a sentence that names its source (the paper, a section, an author);
+  comes from, and quoted in a paragraph that names its source (the paper, a section, an author);
 - checked by the notebook: it appears as a numeric literal in one of the notebook's own code cells
   (a setting the notebook passes, a constant it defines, a value an `assert` checks).
 
@@ -29,7 +29,7 @@ import pytest
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 
 # number -> the line of the course's checked paper facts (PAPER_FACTS) it comes from. A number here is
-# accounted for only in a sentence that also names a source (see SOURCE_CUE).
+# accounted for only in a paragraph that also names a source (see SOURCE_CUE).
 PAPER_NUMBERS: dict[str, str] = {
     "13k": "InstructGPT data: ~13k SFT prompts with labeler demonstrations",
     "33k": "InstructGPT data: ~33k RM prompts, each with K = 4..9 ranked outputs",
@@ -65,7 +65,7 @@ PAPER_NUMBERS: dict[str, str] = {
     "0.1": "Rafailov et al. 2023 (DPO): β = 0.1",
 }
 
-# A sentence that names where its number comes from.
+# A paragraph that names where its number comes from.
 SOURCE_CUE = re.compile(
     r"paper|InstructGPT|Ouyang|Ziegler|Stiennon|Gao|Rafailov|DPO|Schulman|Huang|et al\.|§|App\. [A-Z]"
     r"|\beq\.|GPT-3|labelers'|lm-human-preferences|TruthfulQA", re.I)
@@ -148,6 +148,13 @@ def sentence_at(markdown: str, pos: int) -> str:
     return " ".join(markdown[start:stop].split())
 
 
+def paragraph_at(markdown: str, pos: int) -> str:
+    """The paragraph (text between blank lines) of `markdown` around position `pos`."""
+    starts = [0] + [m.end() for m in re.finditer(r"\n\s*\n", markdown) if m.end() <= pos]
+    stop = re.compile(r"\n\s*\n").search(markdown, pos)
+    return markdown[starts[-1]:stop.start() if stop else len(markdown)]
+
+
 def code_values(code_cells: list[str]) -> set[float]:
     """Every numeric literal of the notebook's code, f-string expressions included (comments and strings not)."""
     values = set()
@@ -180,7 +187,7 @@ def unaccounted(nb: dict) -> list[tuple[int, str, str]]:
             if any(_close(v, lit) for v in found.values for lit in literals):
                 continue
             sentence = sentence_at(markdown, pos)
-            if _paper_key(found) in PAPER_NUMBERS and SOURCE_CUE.search(sentence):
+            if _paper_key(found) in PAPER_NUMBERS and SOURCE_CUE.search(paragraph_at(markdown, pos)):
                 continue
             problems.append((index, found.text, sentence))
     return problems
@@ -194,7 +201,7 @@ HOW_TO_FIX = (
     "A number in markdown must be computed or checked. Either print it from a code cell (or write the "
     "sentence in a `display(Markdown(f\"...\"))` cell), or assert it in a code cell that computes it "
     "(with a tolerance), or stop quoting it (\"the cell above prints ...\"). A paper number goes into "
-    "PAPER_NUMBERS with its source and is quoted in a sentence that names the paper.")
+    "PAPER_NUMBERS with its source and is quoted in a paragraph that names the paper.")
 
 
 def report(name: str, problems) -> str:
@@ -241,9 +248,11 @@ def test_a_number_the_code_sets_or_asserts_passes_and_percentages_match_fraction
     assert unaccounted(nb) == []
 
 
-def test_a_paper_number_passes_only_where_the_sentence_names_its_source():
+def test_a_paper_number_passes_only_where_its_paragraph_names_its_source():
     assert unaccounted(_nb(("markdown", "InstructGPT uses β = 0.02 (App. C.4)."))) == []
-    assert unaccounted(_nb(("markdown", "Our run uses β = 0.02."))) == [(0, "0.02", "Our run uses β = 0.02.")]
+    assert unaccounted(_nb(("markdown", "**What the paper found.** A lot. They used β = 0.02."))) == []
+    assert unaccounted(_nb(("markdown", "The paper is good.\n\nOur run uses β = 0.02."))) == [
+        (0, "0.02", "Our run uses β = 0.02.")]
 
 
 def test_numbers_in_comments_and_strings_of_code_do_not_count():

@@ -108,6 +108,7 @@ class Found:
 
 def _parse(match: re.Match) -> Found:
     raw = re.sub(r"[, \u202f\u2009{}]", "", match["num"]).replace("−", "-").replace("10^", "1e")
+    # an empty (lookahead) suffix: the "85" of "85 ± 3 %" or the "41" of "41–48 %" is a percentage too
     suffix = (match["suffix"] or "").strip() or ("%" if match["suffix"] == "" else "")
     value = float(raw) * _MULT.get(suffix, 1.0)
     values = (value, value / 100) if suffix == "%" else (value,)

@@ -730,14 +730,16 @@ class LiveDashboard:
         dash.close()                     # final static figure with every point
 
     In a kernel, the first update displays one output (figure + latest samples) and later ones
-    replace it (`display_id`), every `every` updates. Outside a kernel update() only records;
+    replace it (`display_id`), every `every` updates — and only while redrawing has taken at most
+    `max_overhead` of the wall time since the first update (None: always), so a fast loop (a reward
+    model's steps) is not slowed by its own plot. Outside a kernel update() only records;
     `figure()` / `save(path)` draw the static figure. `history` is a dict of lists: "step" and
     one list per metric ever logged, aligned with "step" (NaN where a metric was missing).
     """
 
     def __init__(self, panels: Sequence[str | tuple[str, ...]], title: str | None = None,
                  every: int = 1, show_samples: bool = True, xlabel: str = "iteration",
-                 max_samples: int = 4, live: bool | None = None):
+                 max_samples: int = 4, live: bool | None = None, max_overhead: float | None = 0.1):
         self.panels = [p if isinstance(p, str) else tuple(p) for p in panels]
         _check_metric_names([n for p in self.panels for n in _panel_names(p)])
         self.title, self.every, self.xlabel = title, max(1, int(every)), xlabel
@@ -746,6 +748,8 @@ class LiveDashboard:
         self.history: dict[str, list[float]] = {"step": []}
         self.samples: list[tuple] = []          # the latest samples passed to update()
         self.redraw_seconds: list[float] = []   # wall time of each live redraw
+        self.max_overhead = max_overhead        # the largest share of wall time spent redrawing (None: any)
+        self._started: float | None = None      # perf_counter() at the first update
         self._grid: _Panels | None = None       # the reused live figure
         self._handle = None                     # IPython DisplayHandle of the output area
         self._dirty = False                     # updated since the last close()?
@@ -765,8 +769,17 @@ class LiveDashboard:
         if samples is not None:
             self.samples = list(samples)
         self._dirty = True
-        if self.live and (n % self.every == 0):
+        if self.live and n % self.every == 0 and self._redraw_affordable():
             self._redraw()
+
+    def _redraw_affordable(self) -> bool:
+        """True while the redraws so far took at most max_overhead of the time since the first update."""
+        now = time.perf_counter()
+        if self._started is None:
+            self._started = now
+        if self.max_overhead is None or not self.redraw_seconds:
+            return True
+        return sum(self.redraw_seconds) <= self.max_overhead * (now - self._started)
 
     def figure(self) -> CourseFigure:
         """A fresh static figure of the whole history."""

@@ -108,7 +108,7 @@ def test_live_redraws_reuse_one_figure_blit_and_open_no_pyplot_figures(monkeypat
 
     monkeypatch.setattr("IPython.display.display", fake_display)
     before = plt.get_fignums()
-    dash = LiveDashboard(PPO_PANELS, title="PPO", live=True)
+    dash = LiveDashboard(PPO_PANELS, title="PPO", live=True, max_overhead=None)  # every update redraws
     for i in range(40):
         dash.update(i, ppo_metrics(i), samples=[("<p>", "<script>x</script>")])
     grid = dash._grid
@@ -126,7 +126,7 @@ def test_live_redraws_reuse_one_figure_blit_and_open_no_pyplot_figures(monkeypat
 def test_every_skips_redraws_but_keeps_history(monkeypatch):
     calls = []
     monkeypatch.setattr(LiveDashboard, "_show", lambda self, png: calls.append(len(png)))
-    dash = LiveDashboard(["sft/loss"], every=5, live=True, show_samples=False)
+    dash = LiveDashboard(["sft/loss"], every=5, live=True, show_samples=False, max_overhead=None)
     for i in range(12):
         dash.update(i, {"sft/loss": 1.0 / (1 + i)})
     assert len(calls) == 3 and len(dash.history["sft/loss"]) == 12  # steps 0, 5, 10
@@ -134,6 +134,29 @@ def test_every_skips_redraws_but_keeps_history(monkeypatch):
     assert len(calls) == 4  # the final figure
     dash.close()
     assert len(calls) == 4  # nothing new to show
+
+
+def test_redraws_take_at_most_their_share_of_the_wall_time(monkeypatch):
+    """A loop whose steps are as fast as a redraw is slowed by at most max_overhead, yet still redraws."""
+    clock = [0.0]
+    monkeypatch.setattr(plots.time, "perf_counter", lambda: clock[0])
+
+    def redraw(self):  # a redraw that takes 0.1 s of the fake clock
+        clock[0] += 0.1
+        self.redraw_seconds.append(0.1)
+
+    monkeypatch.setattr(LiveDashboard, "_redraw", redraw)
+    dash = LiveDashboard(["sft/loss"], live=True, show_samples=False, max_overhead=0.1)
+    for i in range(200):
+        dash.update(i, {"sft/loss": 1.0 / (1 + i)})
+        clock[0] += 0.1  # each step of the loop itself
+    spent, elapsed = sum(dash.redraw_seconds), clock[0]
+    assert spent <= 0.1 * elapsed + 0.1 + 1e-9 and len(dash.redraw_seconds) >= 15, (spent, elapsed)
+    assert len(dash.history["sft/loss"]) == 200  # every step recorded, redrawn or not
+    unthrottled = LiveDashboard(["sft/loss"], live=True, show_samples=False, max_overhead=None)
+    for i in range(20):
+        unthrottled.update(i, {"sft/loss": 1.0})
+    assert len(unthrottled.redraw_seconds) == 20
 
 
 def test_save_figure_is_atomic_and_leaves_no_temp_file(tmp_path):
@@ -326,7 +349,7 @@ def test_figures_show_themselves_in_a_notebook_and_never_use_pyplot():
 
 NOTEBOOK_CELLS = [
     """from rlhf_core.plots import LiveDashboard, sample_browser, show
-dash = LiveDashboard([("objective/score", "objective/gold"), "objective/kl"], title="PPO")
+dash = LiveDashboard([("objective/score", "objective/gold"), "objective/kl"], title="PPO", max_overhead=None)
 assert dash.live
 for i in range(3):
     dash.update(i, {"objective/score": 0.1 * i, "objective/gold": 0.2 * i, "objective/kl": i},

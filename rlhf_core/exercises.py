@@ -1114,8 +1114,8 @@ def _best_of_n_kl_by_counting(n: int, n_answers: int = 100_000) -> float:
 
 
 def check_best_of_n_kl(best_of_n_kl: Callable) -> None:
-    """Check ``best_of_n_kl(n)``: KL(best-of-n ‖ π) in nats for continuous (never tied) rewards, against the
-    KL counted out for a policy with 100 000 equally likely answers."""
+    """Check ``best_of_n_kl(n)``: KL(best-of-n ‖ π) in nats when the n samples are never equal (the continuous
+    limit), against the KL counted out for a policy with 100 000 equally likely answers."""
     name = getattr(best_of_n_kl, "__name__", "best_of_n_kl")
 
     def run(n):

@@ -249,6 +249,9 @@ def check_temperature_probs(temperature_probs: Callable) -> None:
     if _close(got, expected.log()):
         _fail("you return log-probabilities (log_softmax): sampling needs the probabilities themselves, "
               "softmax(logits / T) — use F.softmax.")
+    if _close(got, logits / T):
+        _fail("you return the scaled logits, logits / T: apply the softmax over the vocabulary to turn them into "
+              "probabilities (F.softmax(logits / temperature, dim=-1)).")
     if not torch.isfinite(got).all() or (got < 0).any():
         _fail(f"probabilities are finite and ≥ 0; yours has {_rounded(got[0])} in its first row.")
     if _close(got.sum(0), torch.ones(got.shape[1], dtype=torch.float64)):

@@ -114,6 +114,12 @@ def temperature_log_softmax(logits, temperature):
     return F.log_softmax(logits / temperature, dim=-1)
 
 
+@wrong("temperature_probs", r"return the scaled logits, logits / T: apply the softmax")
+def temperature_no_softmax(logits, temperature):
+    _refuse(temperature)
+    return logits / temperature
+
+
 @wrong("temperature_probs", r"temperature is ignored")
 def temperature_added(logits, temperature):
     _refuse(temperature)

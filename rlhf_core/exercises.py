@@ -54,6 +54,7 @@ import torch.nn.functional as F
 from rlhf_core import losses
 
 __all__ = [
+    "check_temperature_probs",
     "check_sft_loss",
     "check_ranking_loss",
     "check_rlhf_rewards",
@@ -63,6 +64,8 @@ __all__ = [
     "check_ppo_policy_loss",
     "check_value_loss",
     "check_kl_controller",
+    "check_win_rate",
+    "check_best_of_n_kl",
     "CHECKS",
     "REFERENCES",
     "reference",
@@ -133,9 +136,14 @@ def _fresh(arg):
 
 
 def _call(fn: Callable, name: str, case: str, *args, **kwargs):
-    """Run the student's ``fn``; turn an exception into a diagnosis that names the input."""
+    """Run the student's ``fn`` on copies of the inputs; turn an exception into a diagnosis that names the input."""
+    return _call_on_originals(fn, name, case, *map(_fresh, args), **{key: _fresh(value) for key, value in kwargs.items()})
+
+
+def _call_on_originals(fn: Callable, name: str, case: str, *args, **kwargs):
+    """``_call`` without the copies: for a probe that looks at whether ``fn`` changes its inputs."""
     try:
-        return fn(*map(_fresh, args), **{key: _fresh(value) for key, value in kwargs.items()})
+        return fn(*args, **kwargs)
     except NotImplementedError as error:
         detail = f" ({error})" if str(error) else ""
         raise AssertionError(f"{name} is not implemented yet{detail}: replace the "
@@ -206,6 +214,112 @@ def _masked_loss_probes(run: Callable, reference: Callable, name: str, seed: int
     if _close(got, per_row) and not _close(expected, per_row):
         _fail(f"{name} averages each row first and then the rows: the mean is over all valid tokens of "
               "the batch (one masked mean), so long responses weigh more.")
+
+
+# --------------------------------------------------------------------------------------------------
+# Stage 0: sampling from the base model
+# --------------------------------------------------------------------------------------------------
+
+def _softmax_loop(logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """softmax(logits / T) over the last dim, row by row in Python floats (the max subtracted first)."""
+    rows = logits.double().reshape(-1, logits.shape[-1]).tolist()
+    out = []
+    for row in rows:
+        scaled = [x / temperature for x in row]
+        top = max(scaled)
+        weights = [math.exp(x - top) for x in scaled]
+        total = sum(weights)
+        out.append([w / total for w in weights])
+    return torch.tensor(out, dtype=torch.float64).reshape(logits.shape)
+
+
+def check_temperature_probs(temperature_probs: Callable) -> None:
+    """Check ``temperature_probs(logits, temperature)``: logits (B, V) -> the sampling distribution
+    softmax(logits / T) over the vocabulary, (B, V); a temperature ≤ 0 is refused (or T = 0 is greedy)."""
+    name = "temperature_probs"
+
+    def run(logits, temperature, case="random logits (B=5, V=11), T = 0.5"):
+        got = _tensor(_call(temperature_probs, name, case, logits, temperature), name, logits.shape)
+        return got, _softmax_loop(logits, temperature)
+
+    gen = torch.Generator().manual_seed(0)
+    logits = 2 * torch.randn(5, 11, generator=gen, dtype=torch.float64)            # (B, V), B ≠ V
+    T = 0.5
+    got, expected = run(logits, T)
+    if _close(got, expected.log()):
+        _fail("you return log-probabilities (log_softmax): sampling needs the probabilities themselves, "
+              "softmax(logits / T) — use F.softmax.")
+    if _close(got, logits / T):
+        _fail("you return the scaled logits, logits / T: apply the softmax over the vocabulary to turn them into "
+              "probabilities (F.softmax(logits / temperature, dim=-1)).")
+    if not torch.isfinite(got).all() or (got < 0).any():
+        _fail(f"probabilities are finite and ≥ 0; yours has {_rounded(got[0])} in its first row.")
+    if _close(got.sum(0), torch.ones(got.shape[1], dtype=torch.float64)):
+        _fail("each column sums to 1, not each row: the softmax must be over the vocabulary, the last dim "
+              "(dim=-1), not over the batch (dim=0).")
+    plain = _softmax_loop(logits, 1.0)
+    if _close(got, plain ** (1 / T)):
+        _fail("you raise the probabilities to the power 1/T but do not renormalise, so the rows no longer sum "
+              "to 1: divide by each row's sum — or, simpler, divide the *logits* by T before the softmax.")
+    if _close(got, plain / T):
+        _fail("you divide the probabilities by T after the softmax, so the rows no longer sum to 1: the "
+              "temperature divides the *logits*, before the softmax.")
+    if not _close(got.sum(-1), torch.ones(got.shape[0], dtype=torch.float64)):
+        _fail(f"each row must sum to 1 (a distribution over the vocabulary); yours sum to {_rounded(got.sum(-1))}.")
+    if _close(got, plain):
+        _fail("the temperature is ignored: at T = 0.5 you return softmax(logits), the T = 1 distribution. "
+              "Divide the logits by T before the softmax (adding or subtracting T changes nothing: the softmax "
+              "ignores a constant added to every logit).")
+    if _close(got, _softmax_loop(logits * T, 1.0)):
+        _fail("you multiply the logits by T: divide them, softmax(logits / T), so that T < 1 sharpens the "
+              "distribution and T > 1 flattens it.")
+    if not _close(got, expected):
+        _fail(f"at T = 0.5 your probabilities are not softmax(logits / T) ({_diff(got, expected)}).")
+
+    original = logits.clone()
+    _call_on_originals(temperature_probs, name, "random logits, T = 0.5", logits, T)
+    if not torch.equal(logits, original):
+        _fail("temperature_probs changed the logits passed to it (an in-place `logits /= temperature` or "
+              "`.div_`): the caller's logits are then wrong, and a second call divides them again. Write "
+              "`logits / temperature`, which makes a new tensor.")
+
+    big = (10 * torch.randn(4, 50, generator=gen)).float()                          # float32, like a model's
+    got, expected = run(big, 0.01, "float32 logits of size ±30 at T = 0.01")
+    if not (torch.isfinite(got).all() and _close(got, expected, rtol=1e-4)):
+        _fail("at T = 0.01 with float32 logits of size ±30 your probabilities are "
+              f"{'not finite' if not torch.isfinite(got).all() else 'wrong'}: exp(logits / T) overflows "
+              "(exp(3000) is inf, and inf / inf is NaN). Use F.softmax, which subtracts each row's max first.")
+
+    for temperature in (0.0, -1.0):
+        try:
+            out = temperature_probs(logits.clone(), temperature)
+        except Exception:
+            continue                                                                # refused: right
+        out = torch.as_tensor(out).detach().double() if isinstance(out, torch.Tensor) else None
+        greedy = F.one_hot(logits.argmax(-1), logits.shape[-1]).double()
+        if temperature == 0.0 and out is not None and out.shape == greedy.shape and _close(out, greedy):
+            continue                                                                # T = 0 as greedy: fine too
+        if temperature == 0.0:
+            _fail("temperature_probs(logits, 0) returned "
+                  f"{'NaN' if out is not None and out.isnan().any() else 'something'} instead of refusing: "
+                  "logits / 0 is ±inf. Raise a ValueError for temperature ≤ 0 (T → 0 is greedy decoding, "
+                  "the argmax: `generate(..., greedy=True)`).")
+        _fail("temperature_probs(logits, −1) returned a distribution: a negative temperature turns the ranking "
+              "upside down (the least likely token becomes the most likely). Raise a ValueError for "
+              "temperature ≤ 0.")
+
+    temperatures = (0.1, 0.3, 0.7, 1.0, 1.5, 3.0)
+    for seed in range(24):
+        g = torch.Generator().manual_seed(100 + seed)
+        B, V = int(torch.randint(1, 6, (), generator=g)), int(torch.randint(2, 40, (), generator=g))
+        logits = 3 * torch.randn(B, V, generator=g, dtype=torch.float64)
+        temperature = temperatures[seed % len(temperatures)]
+        got, expected = run(logits, temperature, f"random logits {seed} (B={B}, V={V}), T = {temperature}")
+        if not _close(got, expected):
+            _fail(f"temperature_probs does not match softmax(logits / T) on random logits {seed} "
+                  f"(B={B}, V={V}, T = {temperature}): {_diff(got, expected)}.")
+    print("✓ temperature_probs matches softmax(logits / T) on 24 random batches (T = 0.1 to 3), "
+          "float32 logits at T = 0.01, and refuses T ≤ 0")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -986,7 +1100,77 @@ def check_win_rate(win_rate: Callable) -> None:
     print("✓ win_rate matches the reference on 30 random comparisons (ties, the interval, clipping, z)")
 
 
+# --------------------------------------------------------------------------------------------------
+# How far best-of-n moves a policy
+# --------------------------------------------------------------------------------------------------
+
+def _best_of_n_kl_by_counting(n: int, n_answers: int = 100_000) -> float:
+    """KL(best-of-n ‖ π) for a policy π with ``n_answers`` equally likely answers, all rewards different.
+
+    Rank the answers from worst to best: the best of n draws is answer i or worse with probability (i/M)^n, so
+    it is answer i with probability (i/M)^n − ((i−1)/M)^n. Exact for this π; as M grows it approaches the
+    continuous case to within about n²/M² nats (4e-8 at n = 100, M = 1e5)."""
+    cdf = torch.arange(n_answers + 1, dtype=torch.float64) / n_answers
+    best = cdf[1:] ** n - cdf[:-1] ** n                                     # (M,): P(best of n = answer i)
+    best = best[best > 0]
+    return (best * torch.log(best * n_answers)).sum().item()               # Σ p_bon log(p_bon / (1/M))
+
+
+def check_best_of_n_kl(best_of_n_kl: Callable) -> None:
+    """Check ``best_of_n_kl(n)``: KL(best-of-n ‖ π) in nats when the n samples are never equal (the continuous
+    limit), against the KL counted out for a policy with 100 000 equally likely answers."""
+    name = getattr(best_of_n_kl, "__name__", "best_of_n_kl")
+
+    def run(n):
+        out = _call(best_of_n_kl, name, f"n = {n}", n)
+        if isinstance(out, torch.Tensor) and out.numel() == 1:
+            out = out.item()
+        try:
+            return float(out)
+        except (TypeError, ValueError):
+            _fail(f"{name} must return a number (the KL in nats), got {out!r}.")
+
+    ns = (2, 4, 16, 64)
+    got = {n: run(n) for n in ns}
+    counted = {n: _best_of_n_kl_by_counting(n) for n in ns}
+
+    def all_close(values, tolerance=1e-6):
+        return all(math.isclose(got[n], value, rel_tol=0, abs_tol=tolerance) for n, value in zip(ns, values))
+
+    if all_close([math.log(n) for n in ns]):
+        _fail("you return log n, the KL of keeping only the best 1/n of π's answers (π conditioned on its top "
+              "1/n): best-of-n gives a lower-ranked answer now and then, when all n samples are low. The KL is "
+              "log n − (n − 1)/n, below log n.")
+    if all_close([(n - 1) / n for n in ns]):
+        _fail("you return (n − 1)/n alone: the KL is log n − (n − 1)/n; the log n term is missing.")
+    if all_close([-counted[n] for n in ns]):
+        _fail("the sign is flipped: a KL is ≥ 0. It is log n − (n − 1)/n (log n is the larger term for n ≥ 2).")
+    if all_close([math.log2(n) - (n - 1) / n for n in ns]) or all_close([counted[n] / math.log(2) for n in ns]):
+        _fail("you use log base 2: the course measures KL in nats, with the natural log (math.log), like every "
+              "KL it prints.")
+    if all_close([math.log(n) - 1 for n in ns]):
+        _fail("log n − 1 is only the large-n limit: (n − 1)/n = 1 − 1/n, so best-of-2 is log 2 − ½ = 0.193 nats, "
+              "not log 2 − 1 < 0. Keep (n − 1)/n.")
+    for shift, words in ((1, "n + 1"), (-1, "n − 1")):
+        if all_close([_best_of_n_kl_by_counting(n + shift) for n in ns], 1e-5):
+            _fail(f"off by one: you compute the KL of best-of-({words}). n is the number of samples drawn; "
+                  "best-of-1 is π itself (KL 0).")
+    value = run(1)
+    if not math.isclose(value, 0.0, abs_tol=1e-9):
+        _fail(f"best-of-1 is the policy itself, so its KL must be 0; yours is {value:.4g}.")
+    for n in (1, 2, 3, 5, 8, 16, 32, 64, 100):
+        value, expected = run(n), _best_of_n_kl_by_counting(n)
+        if not math.isclose(value, expected, rel_tol=0, abs_tol=1e-6):
+            _fail(f"best-of-{n}: the KL is {expected:.6f} nats (counted out over 100 000 equally likely answers); "
+                  f"yours is {value:.6f}. It is log n − (n − 1)/n.")
+    value, expected = run(1000), _best_of_n_kl_by_counting(1000, 1_000_000)
+    if not math.isclose(value, expected, rel_tol=0, abs_tol=1e-6):
+        _fail(f"best-of-1000: the KL is {expected:.6f} nats; yours is {value:.6f}.")
+    print("✓ best_of_n_kl matches the KL counted out over 100 000 equally likely answers for n = 1 to 1000")
+
+
 CHECKS: dict[str, Callable] = {
+    "temperature_probs": check_temperature_probs,
     "sft_loss": check_sft_loss,
     "ranking_loss": check_ranking_loss,
     "rlhf_rewards": check_rlhf_rewards,
@@ -997,11 +1181,13 @@ CHECKS: dict[str, Callable] = {
     "value_loss": check_value_loss,
     "kl_controller": check_kl_controller,
     "win_rate": check_win_rate,
+    "best_of_n_kl": check_best_of_n_kl,
 }
 
 
 # The library's code that solves each exercise: (module, qualified name). A student copy must never show it.
 REFERENCES: dict[str, tuple[str, str]] = {
+    "temperature_probs": ("rlhf_core.sequences", "_next_token"),            # divides by T, softmax, samples
     "sft_loss": ("rlhf_core.losses", "sft_loss"),
     "ranking_loss": ("rlhf_core.losses", "ranking_loss"),
     "rlhf_rewards": ("rlhf_core.losses", "rlhf_rewards"),
@@ -1012,6 +1198,7 @@ REFERENCES: dict[str, tuple[str, str]] = {
     "value_loss": ("rlhf_core.losses", "value_loss"),
     "kl_controller": ("rlhf_core.losses", "AdaptiveKLController.update"),   # the exercise writes `update`
     "win_rate": ("rlhf_core.evaluate", "win_rate"),
+    "best_of_n_kl": ("rlhf_core.evaluate", "best_of_n_kl"),
 }
 
 

@@ -14,13 +14,23 @@ import sys
 import nbclient
 import nbformat
 import pytest
+import torch.nn.functional as F
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from rlhf_core import exercises, losses
-from rlhf_core.evaluate import win_rate
+from rlhf_core.evaluate import best_of_n_kl, win_rate
 from tests.wrong_implementations import CHECK_NAMES, CORRECT, WRONG
 
+
+def library_temperature_probs(logits, temperature):
+    """The distribution `rlhf_core.sequences.generate` samples from (its `_next_token`, without the draw)."""
+    if temperature <= 0:
+        raise ValueError("temperature must be > 0 (use greedy=True for argmax decoding)")
+    return F.softmax(logits.float() / temperature, dim=-1)
+
+
 REFERENCES = {
+    "temperature_probs": library_temperature_probs,
     "sft_loss": losses.sft_loss,
     "ranking_loss": losses.ranking_loss,
     "rlhf_rewards": losses.rlhf_rewards,
@@ -31,6 +41,7 @@ REFERENCES = {
     "value_loss": losses.value_loss,
     "kl_controller": losses.AdaptiveKLController,
     "win_rate": win_rate,
+    "best_of_n_kl": best_of_n_kl,
 }
 
 
@@ -120,6 +131,19 @@ def test_random_batch_is_ragged_with_garbage_at_padding():
     other = exercises.random_batch(0, garbage=1)
     assert (other["values"][batch["mask"]] == batch["values"][batch["mask"]]).all()
     assert (other["values"][~batch["mask"]] != batch["values"][~batch["mask"]]).all()
+
+
+def test_the_temperature_reference_is_the_distribution_generate_samples_from():
+    """`_next_token` returns the log-prob of the sampled token under the scaled distribution: it must agree."""
+    import torch
+
+    from rlhf_core.sequences import _next_token
+
+    logits = 3 * torch.randn(4, 17, generator=torch.Generator().manual_seed(0))
+    for temperature in (0.3, 1.0, 2.0):
+        token, logprob = _next_token(logits, temperature, 0, False, torch.Generator().manual_seed(1))
+        probs = library_temperature_probs(logits, temperature)
+        assert torch.allclose(probs.log().gather(1, token[:, None])[:, 0], logprob, atol=1e-5)
 
 
 def test_kl_check_can_be_limited_to_k3(capsys):

@@ -82,10 +82,13 @@ def student_copies(tmp_path_factory):
 # The rule
 # --------------------------------------------------------------------------------------------------
 
+SHORT_REFERENCES = {"best_of_n_kl": 2}   # a closed form: its guard and its one-line return are the whole body
+
+
 def test_every_exercise_has_a_reference_with_a_recognisable_body():
     assert set(exercises.REFERENCES) == set(exercises.CHECKS)
     for exercise, lines in REFERENCE_LINES.items():
-        assert len(lines) >= 3, (exercise, lines)
+        assert len(lines) >= SHORT_REFERENCES.get(exercise, 3), (exercise, lines)
         assert leaked(inspect.getsource(exercises.reference(exercise))).keys() >= {exercise}   # the probe works
 
 
@@ -99,7 +102,11 @@ IN_LOSSES = [exercise for exercise, (module, _) in exercises.REFERENCES.items() 
     ("print(inspect.getsource(AdaptiveKLController))", ["kl_controller"]),
     ("%psource rlhf_core.losses.ppo_policy_loss", ["ppo_policy_loss"]),
     ("rlhf_core.losses.value_loss??", ["value_loss"]),
-    ("%pfile rlhf_core.evaluate", ["win_rate"]),
+    ("%pfile rlhf_core.evaluate", ["win_rate", "best_of_n_kl"]),
+    ("print(inspect.getsource(rlhf_core.sequences._next_token))", ["temperature_probs"]),
+    ("%psource rlhf_core.sequences", ["temperature_probs"]),
+    ("print(inspect.getsource(best_of_n_kl))", ["best_of_n_kl"]),
+    ("print(f'{best_of_n_kl(4):.2f}')  # calling it shows nothing", []),
     ("print(inspect.getsource(rlhf_core.losses))", IN_LOSSES),
     ("print(open('../rlhf_core/losses.py').read())", IN_LOSSES),
     ("print(inspect.getsource(PPOTrainer.update))", []),                       # other code may be shown
@@ -107,7 +114,7 @@ IN_LOSSES = [exercise for exercise, (module, _) in exercises.REFERENCES.items() 
     ("advantages = rlhf_core.losses.whiten(advantages, mask)  # why??", []),    # using a reference is fine
     ("import inspect", []),
     ("# the loss of rlhf_core/losses.py\nloss = sft_loss(logits, ids, mask)", []),
-    ("print(Path('../rlhf_core/evaluate.py').read_text())", ["win_rate"]),
+    ("print(Path('../rlhf_core/evaluate.py').read_text())", ["win_rate", "best_of_n_kl"]),
 ])
 def test_shown_references(source, shown):
     assert exercises.shown_references(source) == shown

@@ -10,14 +10,15 @@ formulas. Each is written the way a student might, with the reference's signatur
 from __future__ import annotations
 
 import itertools
+import math
 from typing import Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-CHECK_NAMES = ("sft_loss", "ranking_loss", "rlhf_rewards", "kl_per_token", "compute_gae", "whiten",
-               "ppo_policy_loss", "value_loss", "kl_controller", "win_rate")
+CHECK_NAMES = ("temperature_probs", "sft_loss", "ranking_loss", "rlhf_rewards", "kl_per_token", "compute_gae",
+               "whiten", "ppo_policy_loss", "value_loss", "kl_controller", "win_rate", "best_of_n_kl")
 WRONG: dict[str, list[tuple[Callable, str]]] = {name: [] for name in CHECK_NAMES}
 CORRECT: dict[str, list[Callable]] = {name: [] for name in CHECK_NAMES}
 
@@ -39,6 +40,116 @@ def correct(check: str):
 
 def _masked_mean(x, mask):
     return torch.where(mask, x, 0.0).sum() / mask.sum()
+
+
+# --------------------------------------------------------------------------------------------------
+# temperature_probs(logits, temperature) -> softmax(logits / T) over the vocabulary
+# --------------------------------------------------------------------------------------------------
+
+def _refuse(temperature):
+    if temperature <= 0:
+        raise ValueError("temperature must be > 0")
+
+
+@correct("temperature_probs")
+def temperature_loop(logits, temperature):
+    _refuse(temperature)
+    out = torch.empty_like(logits)
+    for b in range(logits.shape[0]):
+        top = (logits[b] / temperature).max()
+        weights = torch.exp(logits[b] / temperature - top)
+        out[b] = weights / weights.sum()
+    return out
+
+
+@correct("temperature_probs")
+def temperature_power_renormalised(logits, temperature):
+    _refuse(temperature)
+    powered = F.softmax(logits, dim=-1) ** (1 / temperature)     # p^(1/T) ∝ exp(logit / T)
+    return powered / powered.sum(-1, keepdim=True)
+
+
+@correct("temperature_probs")
+def temperature_greedy_at_zero(logits, temperature):
+    if temperature < 0:
+        raise ValueError("temperature must be ≥ 0")
+    if temperature == 0:                                          # the T → 0 limit: greedy
+        return F.one_hot(logits.argmax(-1), logits.shape[-1]).to(logits.dtype)
+    return F.log_softmax(logits.float() / temperature, dim=-1).exp()
+
+
+@correct("temperature_probs")
+def temperature_assert(logits, temperature):
+    assert temperature > 0, "temperature must be positive"
+    return torch.softmax(logits / temperature, -1)
+
+
+@wrong("temperature_probs", r"multiply the logits by T: divide them")
+def temperature_multiplied(logits, temperature):
+    _refuse(temperature)
+    return F.softmax(logits * temperature, dim=-1)
+
+
+@wrong("temperature_probs", r"softmax must be over the vocabulary, the last dim")
+def temperature_softmax_over_batch(logits, temperature):
+    _refuse(temperature)
+    return F.softmax(logits / temperature, dim=0)
+
+
+@wrong("temperature_probs", r"power 1/T but do not renormalise")
+def temperature_power_not_renormalised(logits, temperature):
+    _refuse(temperature)
+    return F.softmax(logits, dim=-1) ** (1 / temperature)
+
+
+@wrong("temperature_probs", r"divide the probabilities by T after the softmax")
+def temperature_after_softmax(logits, temperature):
+    _refuse(temperature)
+    return F.softmax(logits, dim=-1) / temperature
+
+
+@wrong("temperature_probs", r"return log-probabilities")
+def temperature_log_softmax(logits, temperature):
+    _refuse(temperature)
+    return F.log_softmax(logits / temperature, dim=-1)
+
+
+@wrong("temperature_probs", r"return the scaled logits, logits / T: apply the softmax")
+def temperature_no_softmax(logits, temperature):
+    _refuse(temperature)
+    return logits / temperature
+
+
+@wrong("temperature_probs", r"temperature is ignored")
+def temperature_added(logits, temperature):
+    _refuse(temperature)
+    return F.softmax(logits + temperature, dim=-1)
+
+
+@wrong("temperature_probs", r"changed the logits passed to it")
+def temperature_in_place(logits, temperature):
+    _refuse(temperature)
+    logits /= temperature
+    return F.softmax(logits, dim=-1)
+
+
+@wrong("temperature_probs", r"exp\(logits / T\) overflows.*F\.softmax")
+def temperature_naive_exp(logits, temperature):
+    _refuse(temperature)
+    weights = torch.exp(logits / temperature)
+    return weights / weights.sum(-1, keepdim=True)
+
+
+@wrong("temperature_probs", r"temperature_probs\(logits, 0\) returned NaN.*Raise a ValueError")
+def temperature_no_guard(logits, temperature):
+    return F.softmax(logits / temperature, dim=-1)
+
+
+@wrong("temperature_probs", r"negative temperature turns the ranking upside down")
+def temperature_guards_only_zero(logits, temperature):
+    if temperature == 0:
+        raise ZeroDivisionError("temperature 0")
+    return F.softmax(logits / temperature, dim=-1)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -1010,3 +1121,70 @@ def win_rate_binomial(scores_a, scores_b, z=1.96):
 @wrong("win_rate", r"the z argument is ignored")
 def win_rate_ignores_z(scores_a, scores_b, z=1.96):
     return _interval(_outcomes(scores_a, scores_b), 1.96)
+
+
+# --------------------------------------------------------------------------------------------------
+# best_of_n_kl(n) -> log n − (n − 1)/n nats
+# --------------------------------------------------------------------------------------------------
+
+@correct("best_of_n_kl")
+def best_of_n_kl_expanded(n):
+    return math.log(n) - 1 + 1 / n
+
+
+@correct("best_of_n_kl")
+def best_of_n_kl_from_the_expectation(n):
+    expected_log_u = -1 / n                        # E[log U] for U the max of n uniforms, density n·u^(n−1)
+    return math.log(n) + (n - 1) * expected_log_u
+
+
+@correct("best_of_n_kl")
+def best_of_n_kl_torch(n):
+    n = torch.tensor(float(n), dtype=torch.float64)
+    return torch.log(n) - (n - 1) / n              # a 0-d tensor
+
+
+@wrong("best_of_n_kl", r"you return log n")
+def best_of_n_kl_log_n(n):
+    return math.log(n)
+
+
+@wrong("best_of_n_kl", r"you return log n")
+def best_of_n_kl_integer_division(n):
+    return math.log(n) - (n - 1) // n              # (n − 1) // n is 0
+
+
+@wrong("best_of_n_kl", r"\(n − 1\)/n alone")
+def best_of_n_kl_without_log(n):
+    return (n - 1) / n
+
+
+@wrong("best_of_n_kl", r"sign is flipped")
+def best_of_n_kl_flipped(n):
+    return (n - 1) / n - math.log(n)
+
+
+@wrong("best_of_n_kl", r"log base 2")
+def best_of_n_kl_bits(n):
+    return math.log2(n) - (n - 1) / n
+
+
+@wrong("best_of_n_kl", r"log base 2")
+def best_of_n_kl_all_in_bits(n):
+    return (math.log(n) - (n - 1) / n) / math.log(2)
+
+
+@wrong("best_of_n_kl", r"large-n limit")
+def best_of_n_kl_large_n(n):
+    return math.log(n) - 1
+
+
+@wrong("best_of_n_kl", r"off by one: you compute the KL of best-of-\(n \+ 1\)")
+def best_of_n_kl_n_plus_one(n):
+    return math.log(n + 1) - n / (n + 1)
+
+
+@wrong("best_of_n_kl", r"off by one: you compute the KL of best-of-\(n − 1\)")
+def best_of_n_kl_n_minus_one(n):
+    m = n - 1                                      # "n − 1 extra samples"
+    return math.log(m) - (m - 1) / m if m > 0 else 0.0

@@ -156,10 +156,12 @@ def evaluate_model(model, tokenizer, prompts: list[str], labeler: SimulatedLabel
 
 
 def policy_kl(policy, ref_model, tokenizer, prompts: list[str], max_new_tokens: int = 32, temperature: float = 1.0,
-              seed: int = 0, batch_size: int = 64) -> float:
+              seed: int = 0, batch_size: int = 64, ref_temperature: float | None = None) -> float:
     """KL(π ‖ π_ref) per response in nats: the mean over prompts of Σ_t (log π − log π_ref) on samples of π.
 
-    The k1 estimate summed over each response's tokens — the quantity InstructGPT's β penalises.
+    The k1 estimate summed over each response's tokens — the quantity InstructGPT's β penalises. π is `policy`
+    sampled at `temperature`, π_ref is `ref_model` at `ref_temperature` (None: the same temperature); so
+    policy_kl(sft, sft, ..., temperature=0.7, ref_temperature=1.0) is what sampling SFT at T = 0.7 costs in KL.
     """
     import torch
 
@@ -172,7 +174,7 @@ def policy_kl(policy, ref_model, tokenizer, prompts: list[str], max_new_tokens: 
                            temperature=temperature, generator=generator)
         with torch.no_grad():
             ref = response_logprobs(ref_model, rollout.query_ids, rollout.query_mask, rollout.response_ids,
-                                    rollout.response_mask, temperature)
+                                    rollout.response_mask, temperature if ref_temperature is None else ref_temperature)
         total += (rollout.logprobs - ref).masked_fill(~rollout.response_mask, 0.0).sum().item()
     return total / len(prompts)
 
@@ -181,8 +183,9 @@ def decoding_ceilings(model, tokenizer, prompts: list[str], labeler: SimulatedLa
                       temperatures: Sequence[float] = (0.7, 0.5), best_of: Sequence[int] = (4, 16)) -> dict[str, dict]:
     """What decoding alone buys a model, the yardsticks for RL: gold and win rate over the model sampled at T = 1.
 
-    Returns name -> {"gold", "win_rate" (a WinRate over T = 1 sampling), "kl" (nats to the T = 1 policy: exact 0
-    for T = 1, the best-of-n closed-form bound, None where it is not cheap to know)} for
+    Returns name -> {"gold", "win_rate" (a WinRate over T = 1 sampling), "kl" (nats to the T = 1 policy: 0 for
+    T = 1, the k1 estimate of policy_kl for a lower temperature, the closed-form bound for best-of-n, None for
+    greedy decoding, whose KL is unbounded)} for
       "t1"           sampling at T = 1, the policy itself (win rate 50 % by definition)
       "t0.7", ...    sampling at each of `temperatures`: a sharper policy, no training at all
       "greedy"       the most likely token each step (no diversity at all)
@@ -199,6 +202,9 @@ def decoding_ceilings(model, tokenizer, prompts: list[str], labeler: SimulatedLa
     for name, answers in runs.items():
         g = [labeler.score(p, r) for p, r in zip(prompts, answers)]
         result[name] = {"gold": sum(g) / len(g), "win_rate": win_rate(g, gold[0]), "kl": None}
+    for t in temperatures:
+        result[f"t{t:g}"]["kl"] = policy_kl(model, model, tokenizer, prompts, temperature=t, seed=seed,
+                                            ref_temperature=1.0)
     for n in best_of:
         best = [max(column[:n]) for column in zip(*gold)]                                         # (P,)
         result[f"labeler_best_of_{n}"] = {"gold": sum(best) / len(best), "win_rate": win_rate(best, gold[0]),

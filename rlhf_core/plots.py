@@ -633,14 +633,15 @@ def gold_kl_figure(runs: Mapping[str, Mapping[str, Sequence[float]]],
     fig = _new_figure(figsize=(6.0, 3.6), layout="constrained")
     with matplotlib.rc_context(_STYLE):
         ax = fig.add_subplot()
-        for i, (name, history) in enumerate(runs.items()):
+        run_colors = [_FALLBACK_COLORS[(i + 3) % len(_FALLBACK_COLORS)] for i in range(len(runs))]
+        for color, (name, history) in zip(run_colors, runs.items()):
             kl, gold = list(history["objective/kl"]), list(history["objective/gold"])
-            color = _FALLBACK_COLORS[(i + 3) % len(_FALLBACK_COLORS)]
             ax.plot(kl, gold, "-", color=color, lw=1.2, alpha=0.8, label=f"{name} (training batches)")
             ax.plot(kl[-1:], gold[-1:], "o", color=color, ms=6)
+        palette = [c for c in _FALLBACK_COLORS if c not in run_colors] or _FALLBACK_COLORS  # points unlike the runs
         for i, (name, curve) in enumerate((points or {}).items()):
             xs = sorted(curve)
-            color = MODEL_COLORS["gold"] if "labeler" in name else _FALLBACK_COLORS[i % len(_FALLBACK_COLORS)]
+            color = MODEL_COLORS["gold"] if "labeler" in name else palette[i % len(palette)]
             ax.plot(xs, [curve[x] for x in xs], "s--", color=color, ms=5, label=name)
         ax.set_xlabel("KL(π ‖ π_SFT) per response (nats)")
         ax.set_ylabel("gold score (0–10)")

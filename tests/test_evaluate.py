@@ -1,4 +1,5 @@
 """Evaluation: win rates with ties and intervals, failure rates, KL between policies, and the pipeline."""
+import copy
 import dataclasses
 import json
 import math
@@ -103,6 +104,22 @@ def test_policy_kl_is_zero_against_itself_and_positive_against_another_model():
     assert policy_kl(model, other, tok, prompts) > 0.05
 
 
+def test_policy_kl_of_a_lower_temperature_is_the_kl_of_a_sharper_model():
+    """The model sampled at T = 0.5 against itself at T = 1 costs the same KL as a copy whose final layer norm is
+    doubled (GPT-2's logits scale with it, exactly) against the original, both at T = 1: another way to build the
+    same policy."""
+    model, tok = load_base("tiny")
+    prompts = [format_prompt("What colour is a banana?"), format_prompt("Count from 3 to 6.")] * 4
+    sharper = copy.deepcopy(model)
+    with torch.no_grad():
+        sharper.transformer.ln_f.weight.mul_(2)
+        sharper.transformer.ln_f.bias.mul_(2)
+    direct = policy_kl(model, model, tok, prompts, temperature=0.5, seed=3, ref_temperature=1.0)
+    assert direct > 0.05
+    assert direct == pytest.approx(policy_kl(sharper, model, tok, prompts, seed=3), rel=1e-4)
+    assert policy_kl(model, model, tok, prompts, temperature=0.5, seed=3) == pytest.approx(0.0, abs=1e-4)
+
+
 def loop_perplexity(model, tokenizer, texts, seq_len):
     """Reference: the same windows, every next-token log-probability taken one position at a time."""
     ids = []
@@ -200,6 +217,9 @@ def test_decoding_ceilings_match_their_definitions():
     assert result["labeler_best_of_1"]["gold"] == pytest.approx(result["t1"]["gold"])
     assert result["labeler_best_of_3"]["gold"] == pytest.approx(sum(max(g) for g in gold) / len(prompts))
     assert result["labeler_best_of_3"]["kl"] == pytest.approx(best_of_n_kl(3)) and result["t1"]["kl"] == 0.0
+    assert result["t0.5"]["kl"] == pytest.approx(policy_kl(model, model, tok, prompts, temperature=0.5, seed=5,
+                                                           ref_temperature=1.0)) and result["t0.5"]["kl"] > 0
+    assert result["greedy"]["kl"] is None  # unbounded
     greedy = sample_responses(model, tok, prompts, greedy=True)
     assert result["greedy"]["gold"] == pytest.approx(sum(lab.score(p, r) for p, r in zip(prompts, greedy)) / len(prompts))
     expected = win_rate([lab.score(p, r) for p, r in zip(prompts, greedy)], [g[0] for g in gold])

@@ -21,7 +21,7 @@ from .evaluate import sample_responses
 from .heads import RewardModel, normalise_reward
 from .labeler import SimulatedLabeler
 from .losses import ranking_loss
-from .sequences import concat_query_response, tokenize_prompts, tokenize_responses
+from .sequences import pack_query_response, score_in_length_chunks, tokenize_prompts, tokenize_responses
 from .models import gradient_step, load_base
 from .sft import SFTConfig, load_or_train_sft, run_path, sft_checkpoint
 
@@ -81,8 +81,9 @@ def comparison_scores(reward_model: RewardModel, tokenizer, comparisons: list[di
     responses = [r for c in comparisons for r in c["responses"]]
     query_ids, query_mask = tokenize_prompts(tokenizer, prompts)              # (B*K, P)
     response_ids, response_mask = tokenize_responses(tokenizer, responses)    # (B*K, T)
-    input_ids, attention_mask = concat_query_response(query_ids, query_mask, response_ids, response_mask)
-    return reward_model(input_ids, attention_mask).view(len(comparisons), k)  # (B*K,) -> (B, K)
+    input_ids, attention_mask, _ = pack_query_response(query_ids, query_mask, response_ids, response_mask)
+    scores = score_in_length_chunks(reward_model, input_ids, attention_mask)  # (B*K,): same scores, less padding
+    return scores.view(len(comparisons), k)                                    # (B, K)
 
 
 def pairwise_accuracy(rewards: torch.Tensor, valid: torch.Tensor | None = None) -> float:

@@ -134,6 +134,25 @@ def pack_query_response(query_ids, query_mask, response_ids, response_mask):
     return packed_ids, packed_mask, prompt_lengths
 
 
+def score_in_length_chunks(score, input_ids: torch.Tensor, attention_mask: torch.Tensor, rows: int = 16) -> torch.Tensor:
+    """score(input_ids, attention_mask) -> (B,) for RIGHT-padded rows (e.g. `pack_query_response`'s), computed on
+    chunks of `rows` rows of similar length, each cut to its own longest row: the same scores, less work.
+
+    A forward/backward pass costs in proportion to B x L, and L is the longest row. A reward model's batch mixes
+    short answers with a few long ones (the base model rambles to max_new_tokens), so about half of one
+    (B, L) batch is padding. Sorting the rows by length and trimming each chunk's trailing padding leaves the
+    real tokens, their positions and their attention unchanged (a right-padded row never attends to what
+    follows it). Gradients flow through as usual: the scores come back in the input's row order.
+    """
+    lengths = attention_mask.long().sum(1)                    # (B,) real tokens per row
+    order = lengths.argsort(stable=True)                      # (B,) short rows first
+    parts = []
+    for chunk in order.split(rows):
+        width = max(1, int(lengths[chunk].max()))
+        parts.append(score(input_ids[chunk, :width], attention_mask[chunk, :width]))  # (b,)
+    return torch.cat(parts)[order.argsort()]                  # back to the input's row order, (B,)
+
+
 def response_positions(prompt_lengths: torch.Tensor, T: int) -> torch.Tensor:
     """(B,) prompt lengths -> (B, T) packed position of the state before each response token, P_b + t - 1."""
     return prompt_lengths.unsqueeze(1) - 1 + torch.arange(T, device=prompt_lengths.device)

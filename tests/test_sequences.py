@@ -16,6 +16,7 @@ from rlhf_core.sequences import (
     pack_query_response,
     position_ids_from_mask,
     response_logprobs,
+    score_in_length_chunks,
     tokenize_prompts,
     tokenize_responses,
 )
@@ -107,6 +108,32 @@ def test_packing_keeps_every_real_tokens_output(model, tokenizer):
     torch.testing.assert_close(response_logits[response_mask], logits[response_mask], atol=1e-5, rtol=1e-5)
     expected = logprobs_from_logits(logits, response_ids).masked_fill(~response_mask, 0)
     torch.testing.assert_close(logprobs, expected, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("rows", [1, 3, 64])
+def test_scoring_in_length_chunks_equals_scoring_each_row_alone(tokenizer, rows):
+    """The chunked pass is a speed-up only: every score and every gradient equals a loop that scores each row
+    by itself, cut to its own length (the obviously right way), for any chunk size and a shuffled row order."""
+    from rlhf_core.heads import RewardModel
+
+    reward_model = RewardModel.from_causal_lm(tiny_model(tokenizer, seed=2)).eval()  # no dropout: deterministic
+    generator = torch.Generator().manual_seed(0)
+    B, L = 7, 12
+    lengths = torch.randint(1, L + 1, (B,), generator=generator)
+    lengths[3] = L                                            # one row fills the batch: trimming must keep it whole
+    input_ids = torch.randint(2, len(tokenizer), (B, L), generator=generator)
+    attention_mask = torch.arange(L) < lengths.unsqueeze(1)   # (B, L) right-padded
+    input_ids = input_ids.masked_fill(~attention_mask, tokenizer.pad_token_id)
+
+    scores = score_in_length_chunks(reward_model, input_ids, attention_mask, rows)                     # (B,)
+    weights = torch.randn(B, generator=generator)                  # a loss that tells the rows apart
+    grads = torch.autograd.grad((weights * scores).sum(), reward_model.head.weight)[0]
+
+    alone = torch.stack([reward_model(input_ids[b:b + 1, :lengths[b]], attention_mask[b:b + 1, :lengths[b]])[0]
+                         for b in range(B)])
+    expected_grads = torch.autograd.grad((weights * alone).sum(), reward_model.head.weight)[0]
+    torch.testing.assert_close(scores, alone, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(grads, expected_grads, atol=1e-5, rtol=1e-5)
 
 
 def test_tokenize_prompts_left_pads(tokenizer):

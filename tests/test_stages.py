@@ -342,6 +342,14 @@ def test_the_ppo_benchmark_times_every_phase(capsys):
 
 
 
+def test_the_reward_step_benchmark_times_both_layouts(capsys):
+    import benchmarks.reward_step as benchmark
+
+    benchmark.main(["--steps", "1", "--answers", "base"])  # base-model answers: no SFT training in a unit test
+    printed = capsys.readouterr().out
+    assert "padded" in printed and "chunked" in printed and "x padded" in printed, printed
+
+
 def test_the_trl_benchmark_runs_rlhf_cores_side_without_trl():
     """benchmarks/ppo_vs_trl.py: the course's side needs nothing beyond requirements.txt, and never imports trl."""
     import sys

@@ -1,6 +1,6 @@
 """Time one reward-model training step two ways: one padded batch, and length-sorted chunks of packed rows.
 
-    python benchmarks/reward_step.py [--steps 10] [--model tiny] [--threads N]
+    python benchmarks/reward_step.py [--steps 10] [--model tiny] [--threads N] [--answers sft|base]
 
 A baseline for speed work: it prints figures, nothing asserts a time. A step is what `train_reward_model` does
 for `RewardConfig.batch_size` rankings of K answers: score every answer (forward), the ranking loss, backward.
@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> None:
     reward_model = RewardModel.from_causal_lm(model).train()
     batches = [comparisons[i:i + config.batch_size] for i in range(0, len(comparisons), config.batch_size)]
     times = {"padded": [], "chunked": []}
-    for name, score in (("padded", padded_scores), ("chunked", comparison_scores)):  # warm-up
+    for score in (padded_scores, comparison_scores):  # warm-up: first calls allocate and pick kernels
         timed_step(score, reward_model, tokenizer, batches[0])
     for batch in batches:
         times["padded"].append(timed_step(padded_scores, reward_model, tokenizer, batch))

@@ -341,7 +341,6 @@ def test_the_ppo_benchmark_times_every_phase(capsys):
         assert phase in printed, printed
 
 
-
 def test_the_reward_step_benchmark_times_both_layouts(capsys):
     import benchmarks.reward_step as benchmark
 

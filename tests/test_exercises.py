@@ -254,33 +254,25 @@ def test_exercise_title_without_an_exercise_header():
     assert exercises.exercise_title(nb.cells[1:], 0) == exercises.GENERIC_TITLE
 
 
-def _execute(nb, path):
-    """Run ``nb`` in a kernel of this environment (jupyter_client starts 'python' as sys.executable)."""
-    client = nbclient.NotebookClient(nb, kernel_name="python3", timeout=120,
-                                     resources={"metadata": {"path": str(path)}})
-    client.execute()
-
-
-def test_student_copy_runs_up_to_the_check_and_stops_there(tmp_path):
+def test_student_copy_runs_up_to_the_check_and_stops_there(tmp_path, capsys, run_notebook):
     src, out = tmp_path / "solutions", tmp_path / "students"
     src.mkdir()
     nbformat.write(_course_notebook(), src / "03_whiten.ipynb")
 
+    # The command line as a student types it (one subprocess: the `python -m` entry point), then in-process.
     listed = subprocess.run([sys.executable, "-m", "rlhf_core.exercises", "list", str(src)],
                             capture_output=True, text=True, check=True).stdout
     assert listed.strip() == "03_whiten.ipynb\tcell 3\tExercise — implement `whiten`"
-    made = subprocess.run([sys.executable, "-m", "rlhf_core.exercises", "student", str(src), str(out)],
-                          capture_output=True, text=True, check=True)
-    assert "03_whiten.ipynb (1 exercises)" in made.stdout
+    assert exercises.main(["student", str(src), str(out)]) == 0
+    assert "03_whiten.ipynb (1 exercises)" in capsys.readouterr().out
     assert sorted(p.name for p in out.iterdir()) == ["03_whiten.ipynb"]      # no temporary files left
 
-    solution = nbformat.read(src / "03_whiten.ipynb", as_version=4)
-    _execute(solution, tmp_path)
+    solution = run_notebook(nbformat.read(src / "03_whiten.ipynb", as_version=4), tmp_path, timeout=120)
     assert "✓ whiten matches the reference" in solution.cells[4].outputs[0]["text"]
 
     student = nbformat.read(out / "03_whiten.ipynb", as_version=4)
     with pytest.raises(nbclient.exceptions.CellExecutionError) as stopped:
-        _execute(student, tmp_path)
+        run_notebook(student, tmp_path, timeout=120)
     assert stopped.value.ename == "AssertionError"
     assert "whiten is not implemented yet (Exercise — implement `whiten`)" in stopped.value.evalue
     assert "NotImplementedError" in stopped.value.traceback
@@ -292,9 +284,8 @@ def test_student_copy_runs_up_to_the_check_and_stops_there(tmp_path):
 
 def test_student_command_refuses_to_overwrite_the_solutions(tmp_path):
     nbformat.write(_course_notebook(), tmp_path / "a.ipynb")
-    result = subprocess.run([sys.executable, "-m", "rlhf_core.exercises", "student", str(tmp_path), str(tmp_path)],
-                            capture_output=True, text=True)
-    assert result.returncode != 0 and "OUT must differ from SRC" in result.stderr
+    with pytest.raises(SystemExit, match="OUT must differ from SRC"):
+        exercises.main(["student", str(tmp_path), str(tmp_path)])
     assert "BEGIN SOLUTION" in (tmp_path / "a.ipynb").read_text()
 
 

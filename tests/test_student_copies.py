@@ -16,8 +16,6 @@ as long as the notebooks themselves: several minutes each on two cores).
 import ast
 import inspect
 import os
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -72,9 +70,7 @@ def leaked(text: str) -> dict[str, list[str]]:
 @pytest.fixture(scope="module")
 def student_copies(tmp_path_factory):
     out = tmp_path_factory.mktemp("student_notebooks")
-    made = subprocess.run([sys.executable, "-m", "rlhf_core.exercises", "student", str(NOTEBOOKS), str(out)],
-                          capture_output=True, text=True)
-    assert made.returncode == 0, made.stderr
+    assert exercises.main(["student", str(NOTEBOOKS), str(out)]) == 0
     return out
 
 
@@ -158,9 +154,8 @@ def test_a_cell_that_shows_a_reference_and_computes_is_refused(tmp_path):
     with pytest.raises(ValueError, match=r"cell 7 prints the library's `whiten`.*a cell of its own"):
         exercises.make_student_notebook(nb)
     nbformat.write(nb, tmp_path / "a.ipynb")
-    result = subprocess.run([sys.executable, "-m", "rlhf_core.exercises", "student", str(tmp_path),
-                             str(tmp_path / "out")], capture_output=True, text=True)
-    assert result.returncode != 0 and "a.ipynb: cell 7 prints the library's `whiten`" in result.stderr
+    with pytest.raises(SystemExit, match=r"a\.ipynb: cell 7 prints the library's `whiten`"):
+        exercises.main(["student", str(tmp_path), str(tmp_path / "out")])
 
 
 # --------------------------------------------------------------------------------------------------
@@ -192,7 +187,7 @@ def test_student_copies_show_no_reference_code(student_copies):
 
 
 @pytest.mark.parametrize("name", WITH_EXERCISES)
-def test_student_copy_stops_at_its_first_exercise(student_copies, name):
+def test_student_copy_stops_at_its_first_exercise(student_copies, name, run_notebook):
     instructor = nbformat.read(NOTEBOOKS / name, as_version=4)
     student = nbformat.read(student_copies / name, as_version=4)
     [(_, title), *_] = exercises.list_exercises(instructor)
@@ -208,10 +203,8 @@ def test_student_copy_stops_at_its_first_exercise(student_copies, name):
     code = [i for i, cell in enumerate(student.cells[:first]) if cell.cell_type == "code"]
     run = list(range(check + 1)) if FULL_RUN else [code[0], first, check]   # the set-up cell, the exercise
     nb = new_notebook(cells=[student.cells[i] for i in run], metadata=student.metadata)
-    client = nbclient.NotebookClient(nb, kernel_name="python3", timeout=900,
-                                     resources={"metadata": {"path": str(NOTEBOOKS)}})
     with pytest.raises(nbclient.exceptions.CellExecutionError) as stopped:
-        client.execute()
+        run_notebook(nb, NOTEBOOKS)
     assert stopped.value.ename == "AssertionError"
     assert "is not implemented yet" in stopped.value.evalue and f"({title})" in stopped.value.evalue
     assert "replace the `raise NotImplementedError` with your code" in stopped.value.evalue

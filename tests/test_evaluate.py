@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from rlhf_core import SimulatedLabeler, load_base
+from rlhf_core import SimulatedLabeler, load_base, load_split
 from rlhf_core.evaluate import (WIN_RATE_PAIRS, best_of_n_gold, best_of_n_kl, decoding_ceilings, evaluate_model,
                                 evaluate_suite, heldout_pretrain_texts, judge_all, perplexity, policy_kl,
                                 respectful_prompts, sample_responses, summarize, win_rate)
@@ -226,9 +226,16 @@ def test_decoding_ceilings_match_their_definitions():
     assert result["greedy"]["win_rate"] == expected and result["t1"]["win_rate"].rate == 0.5
 
 
-def test_pipeline_runs_every_stage_and_writes_the_results(tmp_path):
+def test_pipeline_runs_every_stage_and_writes_the_results(tmp_path, monkeypatch):
+    import rlhf_core.evaluate
+    import rlhf_core.reward
     from rlhf_core.pipeline import PipelineConfig, run_pipeline
 
+    # The wiring, not the numbers: a fifth of the RM prompts and of the held-out pretraining text.
+    rm_split = load_split("rm").select(range(60))
+    monkeypatch.setattr(rlhf_core.reward, "load_split", lambda name: rm_split if name == "rm" else load_split(name))
+    tax_texts = rlhf_core.evaluate.heldout_pretrain_texts()[:100]
+    monkeypatch.setattr(rlhf_core.evaluate, "heldout_pretrain_texts", lambda: tax_texts)
     config = PipelineConfig().with_seed(3)  # any seed, not only the default
     config.sft.epochs = 1
     config.reward.k, config.reward.k_from_base, config.reward.epochs, config.reward.rounds = 3, 1, 1, 1

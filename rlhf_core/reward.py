@@ -1,7 +1,8 @@
 """Stage 2: the reward model, trained on rankings of K samples per prompt (InstructGPT §3.5, eq. 1).
 
 1. collect: for each RM prompt, sample K responses (K − k_from_base from the SFT model, the rest from the base
-   model); the (simulated) labeler ranks them. `rounds` times, with fresh responses: each round is one ranking.
+   model; k_sharp of the SFT ones at lower temperatures); the (simulated) labeler ranks them. `rounds` times,
+   with fresh responses: each round is one ranking.
 2. train: a GPT-2 body (copied from the SFT model) + scalar head; all C(K,2) pairs of a prompt form one batch
    element of the ranking loss — comparisons from one prompt are highly correlated, and shuffling them as
    independent examples made the paper's RM overfit after one pass.
@@ -32,6 +33,9 @@ class RewardConfig:
     k_from_base: int = 1         # how many of the K come from the base model (the rest from the SFT model)
     rounds: int = 3              # rankings per prompt, each of K fresh answers: more labels, the RM's main lever
     temperature: float = 1.0     # sampling temperature of the SFT model for the comparisons
+    k_sharp: int = 0             # how many of the SFT answers are sampled sharper, at sharp_temperatures: without
+                                 # them the RM never sees the low-temperature answers PPO learns to write
+    sharp_temperatures: tuple[float, ...] = (0.7,)  # the k_sharp answers split evenly over these temperatures
     max_new_tokens: int = 32
     epochs: int = 3              # InstructGPT: one epoch of 33k prompts; our ~750 rankings need a few passes
     batch_size: int = 8          # rankings per step, each with all its C(K,2) pairs
@@ -48,9 +52,12 @@ def collect_comparisons(models: list, tokenizer, prompts: list[str], labeler: Si
     Returns [{"prompt", "responses" (best first), "gold"}] with K = the sum of the counts: one comparison per
     prompt and round, round after round (each round samples K fresh answers to every prompt, so a prompt is
     ranked `rounds` times). InstructGPT's comparisons compare outputs of several of their models (§3.2); "gold"
-    keeps each ranked response's gold score, so we can see how noisy the ranking was.
+    keeps each ranked response's gold score, so we can see how noisy the ranking was. An entry may carry its own
+    sampling temperature, (model, count, temperature), e.g. sharper SFT answers; a plain (model, count) samples
+    at `temperature`.
     """
-    k = sum(count for _, count in models)
+    models = [(entry[0], entry[1], entry[2] if len(entry) > 2 else temperature) for entry in models]
+    k = sum(count for _, count, _ in models)
     if not 2 <= k <= 9:
         raise ValueError(f"K = {k}: InstructGPT ranks K = 4 to 9 completions a prompt; use 2 <= K <= 9")
     if rounds < 1:
@@ -59,11 +66,11 @@ def collect_comparisons(models: list, tokenizer, prompts: list[str], labeler: Si
     comparisons = []
     for round_ in range(rounds):
         per_model = []
-        for index, (model, count) in enumerate(models):
+        for index, (model, count, model_temperature) in enumerate(models):
             repeated = [p for p in prompts for _ in range(count)]
             sample_seed = seed + 1000 * round_ + index  # round 0 as a single round; no overlap across seeds < 1000
             samples = sample_responses(model, tokenizer, repeated, max_new_tokens=max_new_tokens,
-                                       temperature=temperature, seed=sample_seed) if count else []
+                                       temperature=model_temperature, seed=sample_seed) if count else []
             per_model.append((samples, count))
         for i, prompt in enumerate(prompts):
             responses = [r for samples, count in per_model for r in samples[i * count:(i + 1) * count]]
@@ -174,11 +181,18 @@ def build_reward_model(sft_model, tokenizer, config: RewardConfig = RewardConfig
     """Collect comparisons, train the RM from the SFT model's weights, normalise it.
 
     Of the K responses per prompt, `config.k_from_base` come from `base_model` (when given) and the rest
-    from the SFT model. Returns (reward_model, log, comparisons).
+    from the SFT model: `config.k_sharp` of those at `config.sharp_temperatures` (split evenly, the first ones
+    taking any remainder), the others at `config.temperature`. Returns (reward_model, log, comparisons).
     """
     prompts = list(load_split("rm")["prompt"])
     from_base = config.k_from_base if base_model is not None else 0
-    models = [(sft_model, config.k - from_base)] + ([(base_model, from_base)] if from_base else [])
+    if not 0 <= config.k_sharp <= config.k - from_base or (config.k_sharp and not config.sharp_temperatures):
+        raise ValueError(f"k_sharp = {config.k_sharp}: at most the k − k_from_base = {config.k - from_base} "
+                         f"SFT answers can be sampled sharper")
+    models = [(sft_model, config.k - from_base - config.k_sharp)] + ([(base_model, from_base)] if from_base else [])
+    share, extra = divmod(config.k_sharp, len(config.sharp_temperatures))  # base model stays entry 1: same seeds
+    models += [(sft_model, share + (i < extra), t) for i, t in enumerate(config.sharp_temperatures)
+               if share + (i < extra)]
     labeler = labeler or SimulatedLabeler(seed=config.seed + 100)  # the ranking labeler (the judge uses config.seed)
     comparisons = collect_comparisons(models, tokenizer, prompts, labeler, temperature=config.temperature,
                                       max_new_tokens=config.max_new_tokens, seed=config.seed, rounds=config.rounds)

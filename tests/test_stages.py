@@ -10,8 +10,9 @@ from rlhf_core import SimulatedLabeler, load_base, load_split
 from rlhf_core.evaluate import sample_responses
 from rlhf_core.heads import RewardModel, ValueModel
 from rlhf_core.ppo import PPOConfig, PPOTrainer, length_grouped_minibatches, ppo_prompts
-from rlhf_core.reward import (RewardConfig, collect_comparisons, evaluate_reward_model, pairwise_accuracy,
-                              split_heldout, train_reward_model)
+from rlhf_core import reward
+from rlhf_core.reward import (RewardConfig, build_reward_model, collect_comparisons, evaluate_reward_model,
+                              pairwise_accuracy, split_heldout, train_reward_model)
 from rlhf_core.sft import SFTConfig, batch_sft_loss, sft_batch, train_sft
 from rlhf_core.world import all_tasks, flawed_response, ideal_response
 
@@ -87,6 +88,31 @@ def test_collect_comparisons_ranks_every_prompt_once_per_round(tiny):
     assert sum(fresh) >= 3, "later rounds must sample new answers, not re-rank the same ones"
     with pytest.raises(ValueError, match="rounds = 0"):
         collect_comparisons([(model, 3)], tok, prompts, rounds=0)
+
+
+def test_sharp_answers_are_sampled_at_their_own_temperature(tiny, monkeypatch):
+    model, tok = tiny
+    prompts = list(load_split("rm")["prompt"])[:3]
+    base = copy.copy(model)  # another object: which model wrote an answer shows in its text
+    def fake_sampling(m, tokenizer, repeated, temperature, seed, **kwargs):
+        source = "base" if m is base else "sft"
+        return [f" {source} T={temperature:g} #{i}" for i in range(len(repeated))]
+    monkeypatch.setattr(reward, "sample_responses", fake_sampling)
+    comps = collect_comparisons([(model, 3), (base, 1), (model, 2, 0.5)], tok, prompts, temperature=0.9)
+    for c in comps:
+        sources = sorted(r.split(" #")[0].strip() for r in c["responses"])
+        assert sources == ["base T=0.9"] + ["sft T=0.5"] * 2 + ["sft T=0.9"] * 3
+    # build_reward_model: of K = 8, 1 from base, 3 sharp SFT answers split over two temperatures, 4 at T = 1
+    seen = []
+    def stop(models, *args, **kwargs):
+        seen.extend((m is base, count, *rest) for m, count, *rest in models)
+        raise InterruptedError
+    monkeypatch.setattr(reward, "collect_comparisons", stop)
+    with pytest.raises(InterruptedError):
+        build_reward_model(model, tok, RewardConfig(k_sharp=3, sharp_temperatures=(0.7, 0.5)), base)
+    assert seen == [(False, 4), (True, 1), (False, 2, 0.7), (False, 1, 0.5)]
+    with pytest.raises(ValueError, match="k_sharp = 8"):
+        build_reward_model(model, tok, RewardConfig(k_sharp=8), base)
 
 
 def test_split_heldout_keeps_every_round_of_a_prompt_on_one_side():

@@ -33,9 +33,9 @@ class RewardConfig:
     k_from_base: int = 1         # how many of the K come from the base model (the rest from the SFT model)
     rounds: int = 3              # rankings per prompt, each of K fresh answers: more labels, the RM's main lever
     temperature: float = 1.0     # sampling temperature of the SFT model for the comparisons
-    k_sharp: int = 0             # how many of the SFT answers are sampled sharper, at sharp_temperatures: without
+    k_sharp: int = 4             # how many of the SFT answers are sampled sharper, at sharp_temperatures: without
                                  # them the RM never sees the low-temperature answers PPO learns to write
-    sharp_temperatures: tuple[float, ...] = (0.7,)  # the k_sharp answers split evenly over these temperatures
+    sharp_temperatures: tuple[float, ...] = (0.7, 0.5)  # the k_sharp answers split evenly over these temperatures
     max_new_tokens: int = 32
     epochs: int = 3              # InstructGPT: one epoch of 33k prompts; our ~750 rankings need a few passes
     batch_size: int = 8          # rankings per step, each with all its C(K,2) pairs
@@ -176,23 +176,32 @@ def split_heldout(comparisons: list[dict], fraction: float, seed: int) -> tuple[
             [c for c in comparisons if c["prompt"] in heldout_prompts])
 
 
-def build_reward_model(sft_model, tokenizer, config: RewardConfig = RewardConfig(), base_model=None,
-                       labeler: SimulatedLabeler | None = None, callback=None, progress: bool = True):
-    """Collect comparisons, train the RM from the SFT model's weights, normalise it.
+def comparison_sources(sft_model, base_model=None, config: RewardConfig = RewardConfig()) -> list[tuple]:
+    """Who writes the K answers of a ranking: `collect_comparisons`' (model, count[, temperature]) entries.
 
-    Of the K responses per prompt, `config.k_from_base` come from `base_model` (when given) and the rest
-    from the SFT model: `config.k_sharp` of those at `config.sharp_temperatures` (split evenly, the first ones
-    taking any remainder), the others at `config.temperature`. Returns (reward_model, log, comparisons).
+    `config.k_from_base` answers come from `base_model` (when given), the rest from the SFT model: `config.k_sharp`
+    of those at `config.sharp_temperatures` (split evenly, the first ones taking any remainder), the others at
+    `config.temperature`. The base model stays entry 1, so k_sharp = 0 samples exactly what it did before it existed.
     """
-    prompts = list(load_split("rm")["prompt"])
     from_base = config.k_from_base if base_model is not None else 0
     if not 0 <= config.k_sharp <= config.k - from_base or (config.k_sharp and not config.sharp_temperatures):
         raise ValueError(f"k_sharp = {config.k_sharp}: at most the k − k_from_base = {config.k - from_base} "
                          f"SFT answers can be sampled sharper")
     models = [(sft_model, config.k - from_base - config.k_sharp)] + ([(base_model, from_base)] if from_base else [])
-    share, extra = divmod(config.k_sharp, len(config.sharp_temperatures))  # base model stays entry 1: same seeds
-    models += [(sft_model, share + (i < extra), t) for i, t in enumerate(config.sharp_temperatures)
-               if share + (i < extra)]
+    share, extra = divmod(config.k_sharp, len(config.sharp_temperatures))
+    return models + [(sft_model, share + (i < extra), t) for i, t in enumerate(config.sharp_temperatures)
+                     if share + (i < extra)]
+
+
+def build_reward_model(sft_model, tokenizer, config: RewardConfig = RewardConfig(), base_model=None,
+                       labeler: SimulatedLabeler | None = None, callback=None, progress: bool = True):
+    """Collect comparisons, train the RM from the SFT model's weights, normalise it.
+
+    The K responses per prompt come from `comparison_sources` (the SFT model, some of its answers sharper, and the
+    base model). Returns (reward_model, log, comparisons).
+    """
+    prompts = list(load_split("rm")["prompt"])
+    models = comparison_sources(sft_model, base_model, config)
     labeler = labeler or SimulatedLabeler(seed=config.seed + 100)  # the ranking labeler (the judge uses config.seed)
     comparisons = collect_comparisons(models, tokenizer, prompts, labeler, temperature=config.temperature,
                                       max_new_tokens=config.max_new_tokens, seed=config.seed, rounds=config.rounds)

@@ -238,7 +238,8 @@ def test_pipeline_runs_every_stage_and_writes_the_results(tmp_path, monkeypatch)
     monkeypatch.setattr(rlhf_core.evaluate, "heldout_pretrain_texts", lambda: tax_texts)
     config = PipelineConfig().with_seed(3)  # any seed, not only the default
     config.sft.epochs = 1
-    config.reward.k, config.reward.k_from_base, config.reward.k_sharp, config.reward.epochs, config.reward.rounds = 3, 1, 1, 1, 1
+    reward = config.reward
+    reward.k, reward.k_from_base, reward.k_sharp, reward.epochs, reward.rounds = 3, 1, 1, 1, 1
     config.ppo.iterations, config.ppo.batch_size, config.ppo.ppo_epochs = 2, 16, 1
     config.eval_prompts = 24  # the wiring, not the numbers: a sixth of the held-out prompts
     printed = []

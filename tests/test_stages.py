@@ -6,11 +6,10 @@ import pytest
 import torch
 from torch import nn
 
-from rlhf_core import SimulatedLabeler, load_base, load_split
+from rlhf_core import SimulatedLabeler, load_base, load_split, reward
 from rlhf_core.evaluate import sample_responses
 from rlhf_core.heads import RewardModel, ValueModel
 from rlhf_core.ppo import PPOConfig, PPOTrainer, length_grouped_minibatches, ppo_prompts
-from rlhf_core import reward
 from rlhf_core.reward import (RewardConfig, build_reward_model, collect_comparisons, evaluate_reward_model,
                               pairwise_accuracy, split_heldout, train_reward_model)
 from rlhf_core.sft import SFTConfig, batch_sft_loss, sft_batch, train_sft

@@ -177,18 +177,21 @@ def split_heldout(comparisons: list[dict], fraction: float, seed: int) -> tuple[
 
 
 def comparison_sources(sft_model, base_model=None, config: RewardConfig = RewardConfig()) -> list[tuple]:
-    """Who writes the K answers of a ranking: `collect_comparisons`' (model, count[, temperature]) entries.
+    """Who writes the K answers of a ranking: `collect_comparisons`' (model, count, temperature) entries.
 
     `config.k_from_base` answers come from `base_model` (when given), the rest from the SFT model: `config.k_sharp`
     of those at `config.sharp_temperatures` (split evenly, the first ones taking any remainder), the others at
     `config.temperature`. The base model stays entry 1, so k_sharp = 0 samples exactly what it did before it existed.
     """
     from_base = config.k_from_base if base_model is not None else 0
-    if not 0 <= config.k_sharp <= config.k - from_base or (config.k_sharp and not config.sharp_temperatures):
+    if not 0 <= config.k_sharp <= config.k - from_base:
         raise ValueError(f"k_sharp = {config.k_sharp}: at most the k − k_from_base = {config.k - from_base} "
-                         f"SFT answers can be sampled sharper")
-    models = [(sft_model, config.k - from_base - config.k_sharp)] + ([(base_model, from_base)] if from_base else [])
-    share, extra = divmod(config.k_sharp, len(config.sharp_temperatures))
+                         f"SFT answers can be sampled sharper; lower k_sharp or raise k")
+    if config.k_sharp and not config.sharp_temperatures:
+        raise ValueError(f"k_sharp = {config.k_sharp} with no sharp_temperatures: give at least one, e.g. (0.7,)")
+    models = [(sft_model, config.k - from_base - config.k_sharp, config.temperature)]
+    models += [(base_model, from_base, config.temperature)] if from_base else []
+    share, extra = divmod(config.k_sharp, len(config.sharp_temperatures) or 1)
     return models + [(sft_model, share + (i < extra), t) for i, t in enumerate(config.sharp_temperatures)
                      if share + (i < extra)]
 

@@ -109,9 +109,11 @@ def test_sharp_answers_are_sampled_at_their_own_temperature(tiny, monkeypatch):
     monkeypatch.setattr(reward, "collect_comparisons", stop)
     with pytest.raises(InterruptedError):
         build_reward_model(model, tok, RewardConfig(k_sharp=3, sharp_temperatures=(0.7, 0.5)), base)
-    assert seen == [(False, 4), (True, 1), (False, 2, 0.7), (False, 1, 0.5)]
+    assert seen == [(False, 4, 1.0), (True, 1, 1.0), (False, 2, 0.7), (False, 1, 0.5)]
     with pytest.raises(ValueError, match="k_sharp = 8"):
         build_reward_model(model, tok, RewardConfig(k_sharp=8), base)
+    with pytest.raises(ValueError, match="no sharp_temperatures"):
+        build_reward_model(model, tok, RewardConfig(k_sharp=2, sharp_temperatures=()), base)
 
 
 def test_split_heldout_keeps_every_round_of_a_prompt_on_one_side():

@@ -75,7 +75,8 @@ def run_rlhf_core(model_name: str, iterations: int) -> tuple[list[float], float]
     config = PPOConfig(batch_size=EPISODES, minibatch_size=MINIBATCH, ppo_epochs=EPOCHS, lr=LR,
                        clip_range=0.2, value_clip_range=0.2, value_coef=VALUE_COEF, gamma=1.0, lam=0.95,
                        init_kl_coef=KL_COEF, adaptive_kl=False, temperature=TEMPERATURE,
-                       max_new_tokens=MAX_NEW_TOKENS, missing_eos_penalty=MISSING_EOS_PENALTY)
+                       max_new_tokens=MAX_NEW_TOKENS,
+                       missing_eos_max_score=-MISSING_EOS_PENALTY)  # a cap where TRL subtracts: the same work
     trainer = PPOTrainer(copy.deepcopy(policy), tokenizer, reward_model, config, prompts=prompts,
                          ref_model=policy)  # the critic: PPOTrainer's default, the RM's body with V = 0
     setup_mb = peak_rss_mb()

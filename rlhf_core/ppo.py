@@ -68,7 +68,7 @@ class PPOConfig:
     kl_horizon: int = 2000         # β moves by at most ±20 % per `kl_horizon` episodes (Ziegler et al.: 10 000)
     temperature: float = 1.0       # sampling temperature; log-probs use the same
     max_new_tokens: int = 32
-    missing_eos_penalty: float = 1.0  # subtracted from the score of responses cut off before their EOS
+    missing_eos_max_score: float | None = -1.0  # the most a response cut off before its EOS can score (None: no cap)
     value_head_from_rm: bool = False  # False: the critic keeps the RM's body but its head starts at V = 0, see below
     ptx_coef: float = 0.0          # γ of PPO-ptx (InstructGPT eq. 2); 0 is plain PPO
     ptx_batch_size: int = 8        # pretraining windows per gradient step when ptx_coef > 0
@@ -96,7 +96,7 @@ class RolloutBatch:
     rollout: Rollout               # tokens, mask, and the sampling log-probs (old log π)
     ref_logprobs: torch.Tensor     # (B, T) log π_SFT
     values: torch.Tensor           # (B, T) V from the critic at rollout time
-    scores: torch.Tensor           # (B,) reward-model scores (with the missing-EOS penalty)
+    scores: torch.Tensor           # (B,) reward-model scores (cut-off responses capped)
     rewards: torch.Tensor          # (B, T) per-token RLHF reward
     advantages: torch.Tensor       # (B, T) whitened GAE advantages
     returns: torch.Tensor          # (B, T) value targets
@@ -222,8 +222,9 @@ class PPOTrainer:
         q, qm, r, rm = rollout.query_ids, rollout.query_mask, rollout.response_ids, rollout.response_mask
         ref_logprobs = response_logprobs(self.ref_model, q, qm, r, rm, self.config.temperature)  # (B, T)
         scores = self.reward_model(*pack_query_response(q, qm, r, rm)[:2])                         # (B,)
-        cut_off = ~rollout.ended_with_eos(self.tokenizer.eos_token_id)                              # (B,)
-        scores = scores - self.config.missing_eos_penalty * cut_off.float()
+        if self.config.missing_eos_max_score is not None:  # the reward model never saw an unfinished answer
+            cut_off = ~rollout.ended_with_eos(self.tokenizer.eos_token_id)                          # (B,)
+            scores = torch.where(cut_off, scores.clamp(max=self.config.missing_eos_max_score), scores)
         values = self.value_model.response_values(q, qm, r, rm)                                    # (B, T)
         return ref_logprobs, scores, values
 

@@ -12,6 +12,7 @@ from rlhf_core.heads import RewardModel, ValueModel
 from rlhf_core.ppo import PPOConfig, PPOTrainer, length_grouped_minibatches, ppo_prompts
 from rlhf_core.reward import (RewardConfig, build_reward_model, collect_comparisons, evaluate_reward_model,
                               pairwise_accuracy, split_heldout, train_reward_model)
+from rlhf_core.sequences import generate
 from rlhf_core.sft import SFTConfig, batch_sft_loss, sft_batch, train_sft
 from rlhf_core.world import all_tasks, flawed_response, ideal_response
 
@@ -147,20 +148,20 @@ def test_reward_model_learns_the_labelers_preferences(tiny):
 
 class LengthPenalty(nn.Module):
     """A stand-in reward model: −0.3 per real token of prompt + response beyond `center`. Prompts are fixed, so only
-    shorter responses raise it — a reward whose optimum we know."""
+    shorter responses raise it — a reward whose optimum we know. `per_token=+0.3` makes it a length bonus."""
 
-    def __init__(self, center: float = 0.0):
+    def __init__(self, center: float = 0.0, per_token: float = -0.3):
         super().__init__()
-        self.center = center
+        self.center, self.per_token = center, per_token
 
     def forward(self, input_ids, attention_mask):
-        return -0.3 * (attention_mask.sum(1).float() - self.center)
+        return self.per_token * (attention_mask.sum(1).float() - self.center)
 
 
 def test_ppo_raises_the_reward_within_a_few_iterations(tiny):
     model, tok = copy.deepcopy(tiny[0]), tiny[1]
     config = PPOConfig(iterations=8, batch_size=32, minibatch_size=16, ppo_epochs=4, lr=3e-4, init_kl_coef=0.01,
-                       max_new_tokens=24, missing_eos_penalty=0.0, seed=0)
+                       max_new_tokens=24, missing_eos_max_score=None, seed=0)
     # As in the course, the critic's head starts at V = 0, and the reward is centred so that 0 is a fair first guess
     # (~30 tokens of prompt and response). With an uncentred reward (about −12 here) and V = 0, GAE's λ-discounting
     # makes the early tokens of *long* answers look better than average after whitening, and PPO may lengthen them.
@@ -177,6 +178,31 @@ def test_ppo_raises_the_reward_within_a_few_iterations(tiny):
     assert history["objective/kl"][0] == pytest.approx(0.0, abs=1e-4)  # the policy starts as the reference
     from rlhf_core.plots import METRICS
     assert set(history) - {"iteration", "samples"} <= set(METRICS), "every logged metric is defined once, in METRICS"
+
+
+def test_capping_cut_off_scores_closes_the_hole_of_answers_that_never_end(tiny):
+    """The lever of missing_eos_max_score. The reward pays for every token, so without the cap the policy learns to
+    run every answer into the token limit -- the hole a course reward model showed (it scored unfinished answers
+    +6 above finished ones). With cut-off answers scored at most -1, ending an answer pays and the cut share falls."""
+    prompts = list(load_split("ppo")["prompt"])[:64]
+
+    def cut_share(cap):
+        model, tok = copy.deepcopy(tiny[0]), tiny[1]
+        config = PPOConfig(iterations=3, batch_size=32, minibatch_size=16, ppo_epochs=4, lr=3e-4, init_kl_coef=0.01,
+                           max_new_tokens=12, missing_eos_max_score=cap, seed=0)
+        value_model = ValueModel.from_causal_lm(model)
+        torch.nn.init.zeros_(value_model.head.weight)
+        torch.nn.init.zeros_(value_model.head.bias)
+        trainer = PPOTrainer(model, tok, LengthPenalty(center=18, per_token=+0.3), config, prompts=prompts,
+                             value_model=value_model, labeler=SimulatedLabeler())
+        trainer.train(progress=False)
+        return (~trainer.sample(prompts).ended_with_eos(tok.eos_token_id)).float().mean().item()
+
+    before = (~generate(tiny[0], tiny[1], prompts, max_new_tokens=12, generator=torch.Generator().manual_seed(0))
+              .ended_with_eos(tiny[1].eos_token_id)).float().mean().item()
+    without_cap, with_cap = cut_share(None), cut_share(-1.0)
+    assert 0.3 < before < 0.9, before  # the base model ends some answers within 12 tokens
+    assert without_cap > 0.9 and with_cap < before - 0.2, (before, without_cap, with_cap)
 
 
 class Likelihood(nn.Module):
@@ -206,7 +232,7 @@ def test_the_final_norm_learning_rate_lets_ppo_sharpen_every_prompt_at_once(tiny
             model.transformer.ln_f.bias /= 2
         gain = model.transformer.ln_f.weight.mean().item()
         config = PPOConfig(iterations=4, batch_size=32, minibatch_size=16, lr=1e-5, final_norm_lr=final_norm_lr,
-                           init_kl_coef=0.01, max_new_tokens=16, missing_eos_penalty=0.0, seed=0)
+                           init_kl_coef=0.01, max_new_tokens=16, missing_eos_max_score=None, seed=0)
         value_model = ValueModel.from_causal_lm(model)
         torch.nn.init.zeros_(value_model.head.weight)
         torch.nn.init.zeros_(value_model.head.bias)
@@ -336,12 +362,12 @@ def test_ppo_ptx_mixes_in_the_pretraining_loss(tiny):
     assert 0.2 < ptx < 3.0, ptx  # the base model's own next-token loss on its corpus is about 0.64
 
 
-def test_make_batch_is_sample_score_advantages_and_penalises_cut_off_answers(tiny):
+def test_make_batch_is_sample_score_advantages_and_caps_the_score_of_cut_off_answers(tiny):
     model, tok = copy.deepcopy(tiny[0]), tiny[1]
     prompts = list(load_split("ppo")["prompt"])[:8]
 
     def trainer():
-        config = PPOConfig(batch_size=8, max_new_tokens=4, missing_eos_penalty=2.0, seed=0)  # 4 tokens: most are cut
+        config = PPOConfig(batch_size=8, max_new_tokens=4, missing_eos_max_score=-4.9, seed=0)  # 4 tokens: most are cut
         torch.manual_seed(0)  # the same fresh value head for both trainers
         return PPOTrainer(copy.deepcopy(model), tok, LengthPenalty(), config, prompts=prompts, ref_model=model,
                           value_model=ValueModel.from_causal_lm(model), labeler=SimulatedLabeler())
@@ -354,9 +380,11 @@ def test_make_batch_is_sample_score_advantages_and_penalises_cut_off_answers(tin
     assert torch.equal(batch.rollout.response_ids, again.rollout.response_ids) and texts == rollout.texts(tok)
     assert torch.allclose(batch.advantages, again.advantages) and torch.allclose(batch.returns, again.returns)
     cut = ~rollout.ended_with_eos(tok.eos_token_id)
-    assert cut.any()
+    assert cut.any() and not cut.all()
     raw = LengthPenalty()(*rollout.sequences())
-    assert torch.allclose(scores, raw - 2.0 * cut.float())
+    assert (raw[cut] > -4.9).any() and (raw[cut] < -4.9).any(), "the cap should bind on some answers, not all"
+    assert torch.equal(scores[cut], raw[cut].clamp(max=-4.9))  # a cut-off answer scores at most the cap
+    assert torch.equal(scores[~cut], raw[~cut])                 # finished answers keep their score
 
 
 def test_the_ppo_benchmark_times_every_phase(capsys):

@@ -158,6 +158,14 @@ class LengthPenalty(nn.Module):
         return self.per_token * (attention_mask.sum(1).float() - self.center)
 
 
+def zero_critic(model) -> ValueModel:
+    """A critic on `model`'s body with its head at V = 0, as `initial_value_model` starts the course's."""
+    value_model = ValueModel.from_causal_lm(model)
+    torch.nn.init.zeros_(value_model.head.weight)
+    torch.nn.init.zeros_(value_model.head.bias)
+    return value_model
+
+
 def test_ppo_raises_the_reward_within_a_few_iterations(tiny):
     model, tok = copy.deepcopy(tiny[0]), tiny[1]
     config = PPOConfig(iterations=8, batch_size=32, minibatch_size=16, ppo_epochs=4, lr=3e-4, init_kl_coef=0.01,
@@ -165,9 +173,7 @@ def test_ppo_raises_the_reward_within_a_few_iterations(tiny):
     # As in the course, the critic's head starts at V = 0, and the reward is centred so that 0 is a fair first guess
     # (~30 tokens of prompt and response). With an uncentred reward (about −12 here) and V = 0, GAE's λ-discounting
     # makes the early tokens of *long* answers look better than average after whitening, and PPO may lengthen them.
-    value_model = ValueModel.from_causal_lm(model)
-    torch.nn.init.zeros_(value_model.head.weight)
-    torch.nn.init.zeros_(value_model.head.bias)
+    value_model = zero_critic(model)
     trainer = PPOTrainer(model, tok, LengthPenalty(center=30), config, prompts=list(load_split("ppo")["prompt"])[:64],
                          value_model=value_model, labeler=SimulatedLabeler())
     history = trainer.train(progress=False)
@@ -190,9 +196,7 @@ def test_capping_cut_off_scores_closes_the_hole_of_answers_that_never_end(tiny):
         model, tok = copy.deepcopy(tiny[0]), tiny[1]
         config = PPOConfig(iterations=3, batch_size=32, minibatch_size=16, ppo_epochs=4, lr=3e-4, init_kl_coef=0.01,
                            max_new_tokens=12, missing_eos_max_score=cap, seed=0)
-        value_model = ValueModel.from_causal_lm(model)
-        torch.nn.init.zeros_(value_model.head.weight)
-        torch.nn.init.zeros_(value_model.head.bias)
+        value_model = zero_critic(model)
         trainer = PPOTrainer(model, tok, LengthPenalty(center=18, per_token=+0.3), config, prompts=prompts,
                              value_model=value_model, labeler=SimulatedLabeler())
         trainer.train(progress=False)
@@ -233,9 +237,7 @@ def test_the_final_norm_learning_rate_lets_ppo_sharpen_every_prompt_at_once(tiny
         gain = model.transformer.ln_f.weight.mean().item()
         config = PPOConfig(iterations=4, batch_size=32, minibatch_size=16, lr=1e-5, final_norm_lr=final_norm_lr,
                            init_kl_coef=0.01, max_new_tokens=16, missing_eos_max_score=None, seed=0)
-        value_model = ValueModel.from_causal_lm(model)
-        torch.nn.init.zeros_(value_model.head.weight)
-        torch.nn.init.zeros_(value_model.head.bias)
+        value_model = zero_critic(model)
         trainer = PPOTrainer(model, tok, Likelihood(tiny[0]), config, prompts=list(load_split("ppo")["prompt"])[:64],
                              value_model=value_model, labeler=SimulatedLabeler())
         scores = trainer.train(progress=False)["objective/score"]

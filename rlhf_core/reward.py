@@ -22,7 +22,7 @@ from .evaluate import sample_responses
 from .heads import RewardModel, normalise_reward
 from .labeler import SimulatedLabeler
 from .losses import ranking_loss
-from .sequences import pack_query_response, score_in_length_chunks, tokenize_prompts, tokenize_responses
+from .sequences import tokenize_prompts, tokenize_responses
 from .models import gradient_step, load_base
 from .sft import SFTConfig, load_or_train_sft, run_path, sft_checkpoint
 
@@ -82,15 +82,15 @@ def collect_comparisons(models: list, tokenizer, prompts: list[str], labeler: Si
 
 
 def comparison_scores(reward_model: RewardModel, tokenizer, comparisons: list[dict]) -> torch.Tensor:
-    """Reward of every ranked response: (B, K), columns best first, in one forward pass."""
+    """Reward of every ranked response: (B, K), columns best first; each prompt is read once for its K answers."""
     k = len(comparisons[0]["responses"])
-    prompts = [c["prompt"] for c in comparisons for _ in range(k)]
-    responses = [r for c in comparisons for r in c["responses"]]
-    query_ids, query_mask = tokenize_prompts(tokenizer, prompts)              # (B*K, P)
-    response_ids, response_mask = tokenize_responses(tokenizer, responses)    # (B*K, T)
-    input_ids, attention_mask, _ = pack_query_response(query_ids, query_mask, response_ids, response_mask)
-    scores = score_in_length_chunks(reward_model, input_ids, attention_mask)  # (B*K,): same scores, less padding
-    return scores.view(len(comparisons), k)                                    # (B, K)
+    if any(len(c["responses"]) != k for c in comparisons):
+        raise ValueError(f"comparisons rank different numbers of answers ({sorted({len(c['responses']) for c in comparisons})}); "
+                         "score rankings of the same K together")
+    query_ids, query_mask = tokenize_prompts(tokenizer, [c["prompt"] for c in comparisons])                 # (B, P)
+    response_ids, response_mask = tokenize_responses(tokenizer, [r for c in comparisons for r in c["responses"]])  # (B*K, T)
+    scores = reward_model.score_ranking(query_ids, query_mask, response_ids, response_mask)                # (B*K,)
+    return scores.view(len(comparisons), k)                                                                 # (B, K)
 
 
 def pairwise_accuracy(rewards: torch.Tensor, valid: torch.Tensor | None = None) -> float:

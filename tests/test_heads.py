@@ -90,6 +90,35 @@ def test_reward_ignores_padding_tokens_and_padding_length(reward_model, tokenize
     torch.testing.assert_close(reward_model(wider_ids, wider_mask), scores, atol=1e-5, rtol=1e-5)
 
 
+def test_score_ranking_reads_each_prompt_once_and_matches_scoring_each_answer_alone(reward_model, tokenizer):
+    """The reference: every (prompt, answer) joined, unpadded, scored alone by forward. K = 3 answers a prompt, of
+    mixed lengths (an empty one is its EOS alone); rows=2 splits them into several chunks."""
+    answers = [[" A banana is yellow.", "", " Yellow, and a cat has four legs."],
+               [" Hello", " Hello there!", " Hi"],
+               [" A cat has four legs.", " Four", " A dog has four legs, and a cat has four legs too."]]
+    query_ids, query_mask, response_ids, response_mask = batch(
+        tokenizer, PROMPTS, [a for per_prompt in answers for a in per_prompt])
+    weights = torch.randn(9, generator=torch.Generator().manual_seed(0))  # a loss that weighs every score differently
+
+    reward_model.zero_grad()
+    shared = reward_model.score_ranking(query_ids, query_mask, response_ids, response_mask, rows=2)  # (9,)
+    (weights * shared).sum().backward()
+    shared_grads = [p.grad.clone() for p in reward_model.parameters()]
+
+    reward_model.zero_grad()
+    alone = []
+    for row in range(9):
+        ids = torch.cat([query_ids[row // 3][query_mask[row // 3]], response_ids[row][response_mask[row]]])[None]
+        alone.append(reward_model(ids, torch.ones_like(ids, dtype=torch.bool))[0])
+    (weights * torch.stack(alone)).sum().backward()
+
+    torch.testing.assert_close(shared, torch.stack(alone).detach(), atol=1e-5, rtol=1e-5)
+    for p, g in zip(reward_model.parameters(), shared_grads):
+        torch.testing.assert_close(g, p.grad, atol=1e-5, rtol=1e-4)
+    with pytest.raises(ValueError, match="same number of answers"):
+        reward_model.score_ranking(query_ids, query_mask, response_ids[:8], response_mask[:8])
+
+
 def test_from_causal_lm_copies_the_body(lm, tokenizer):
     rm = RewardModel.from_causal_lm(lm).eval()
     input_ids, attention_mask = concat_query_response(*batch(tokenizer))

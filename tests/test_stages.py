@@ -230,25 +230,33 @@ def test_the_final_norm_learning_rate_lets_ppo_sharpen_every_prompt_at_once(tiny
     """The lever of final_norm_groups. The policy starts as the base model flattened to temperature 2 (final layer
     norm halved); the reward is the unflattened model's likelihood, so sharpening back is the way up, for every
     prompt. At lr 1e-5, PPO with the final layer norm at 5e-3 raises the gain and the reward within four iterations;
-    with every weight at 1e-5 the gain cannot move and the reward barely does."""
+    with every weight at 1e-5 the gain cannot move and the reward barely does. The reward is measured on the same 64
+    prompts and draws before and after (each iteration's own batch is a different half of them: too noisy)."""
+    prompts = list(load_split("ppo")["prompt"])[:64]
+    reward = Likelihood(tiny[0])
+
+    def measured(model):
+        rollout = generate(model, tiny[1], prompts, max_new_tokens=16, generator=torch.Generator().manual_seed(1))
+        return reward(*rollout.sequences()).mean().item()
+
     def run(final_norm_lr):
         model, tok = copy.deepcopy(tiny[0]), tiny[1]
         with torch.no_grad():
             model.transformer.ln_f.weight /= 2
             model.transformer.ln_f.bias /= 2
-        gain = model.transformer.ln_f.weight.mean().item()
+        gain, before = model.transformer.ln_f.weight.mean().item(), measured(model)
         config = PPOConfig(iterations=4, batch_size=32, minibatch_size=16, lr=1e-5, final_norm_lr=final_norm_lr,
                            init_kl_coef=0.01, max_new_tokens=16, missing_eos_max_score=None, seed=0)
-        value_model = zero_critic(model)
-        trainer = PPOTrainer(model, tok, Likelihood(tiny[0]), config, prompts=list(load_split("ppo")["prompt"])[:64],
-                             value_model=value_model, labeler=SimulatedLabeler())
-        scores = trainer.train(progress=False)["objective/score"]
-        return scores[-1] - scores[0], trainer.policy.transformer.ln_f.weight.mean().item() / gain
+        trainer = PPOTrainer(model, tok, reward, config, prompts=prompts, value_model=zero_critic(model),
+                             labeler=SimulatedLabeler())
+        trainer.train(progress=False)
+        return measured(trainer.policy) - before, trainer.policy.transformer.ln_f.weight.mean().item() / gain
 
     rise_without, gain_without = run(1e-5)
     rise_with, gain_with = run(5e-3)
     assert gain_with > 1.05 and abs(gain_without - 1) < 0.002, (gain_with, gain_without)
-    assert rise_with > 0.5 and rise_with > rise_without + 0.4, (rise_with, rise_without)
+    # seeds 0-4: rise 0.64-0.92 with, 0.05-0.22 without
+    assert rise_with > 0.5 and rise_with > rise_without + 0.3, (rise_with, rise_without)
 
 
 def test_a_policy_without_gpt2s_final_norm_needs_final_norm_lr_equal_to_lr():
@@ -400,12 +408,12 @@ def test_the_ppo_benchmark_times_every_phase(capsys):
         assert phase in printed, printed
 
 
-def test_the_reward_step_benchmark_times_both_layouts(capsys):
+def test_the_reward_step_benchmark_times_every_layout(capsys):
     import benchmarks.reward_step as benchmark
 
     benchmark.main(["--steps", "1", "--answers", "base"])  # base-model answers: no SFT training in a unit test
     printed = capsys.readouterr().out
-    assert "padded" in printed and "chunked" in printed and "x padded" in printed, printed
+    assert all(layout in printed for layout in ("padded", "chunked", "shared prompt", "x padded")), printed
 
 
 def test_the_trl_benchmark_runs_rlhf_cores_side_without_trl():

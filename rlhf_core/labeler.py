@@ -27,6 +27,7 @@ does not answer "What colour is a tomato?" although red is the right colour.
 """
 from __future__ import annotations
 
+import functools
 import random
 import re
 from dataclasses import asdict, dataclass, field
@@ -53,7 +54,12 @@ def _words(text: str) -> list[str]:
 
 def _mentions(text: str, phrase: str) -> bool:
     """Whole-word, case-insensitive: 'Mexico City' in 'the capital is mexico city.'"""
-    return re.search(r"(?<![a-z0-9])" + re.escape(phrase.lower()) + r"(?![a-z0-9])", text.lower()) is not None
+    return _whole_word(phrase).search(text.lower()) is not None
+
+
+@functools.cache  # the labeler asks about the same few hundred phrases over and over
+def _whole_word(phrase: str) -> re.Pattern:
+    return re.compile(r"(?<![a-z0-9])" + re.escape(phrase.lower()) + r"(?![a-z0-9])")
 
 
 @dataclass

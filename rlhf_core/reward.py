@@ -84,13 +84,15 @@ def collect_comparisons(models: list, tokenizer, prompts: list[str], labeler: Si
 def comparison_scores(reward_model: RewardModel, tokenizer, comparisons: list[dict]) -> torch.Tensor:
     """Reward of every ranked response: (B, K), columns best first; each prompt is read once for its K answers."""
     k = len(comparisons[0]["responses"])
-    if any(len(c["responses"]) != k for c in comparisons):
-        raise ValueError(f"comparisons rank different numbers of answers ({sorted({len(c['responses']) for c in comparisons})}); "
-                         "score rankings of the same K together")
-    query_ids, query_mask = tokenize_prompts(tokenizer, [c["prompt"] for c in comparisons])                 # (B, P)
-    response_ids, response_mask = tokenize_responses(tokenizer, [r for c in comparisons for r in c["responses"]])  # (B*K, T)
-    scores = reward_model.score_ranking(query_ids, query_mask, response_ids, response_mask)                # (B*K,)
-    return scores.view(len(comparisons), k)                                                                 # (B, K)
+    counts = sorted({len(c["responses"]) for c in comparisons})
+    if len(counts) > 1:
+        raise ValueError(f"comparisons rank different numbers of answers ({counts}); score rankings of the same K "
+                         "together")
+    responses = [r for c in comparisons for r in c["responses"]]
+    query_ids, query_mask = tokenize_prompts(tokenizer, [c["prompt"] for c in comparisons])  # (B, P)
+    response_ids, response_mask = tokenize_responses(tokenizer, responses)                   # (B*K, T)
+    scores = reward_model.score_ranking(query_ids, query_mask, response_ids, response_mask)  # (B*K,)
+    return scores.view(len(comparisons), k)                                                  # (B, K)
 
 
 def pairwise_accuracy(rewards: torch.Tensor, valid: torch.Tensor | None = None) -> float:

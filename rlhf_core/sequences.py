@@ -246,7 +246,7 @@ def sample_rows(probs: torch.Tensor, generator: torch.Generator | None = None) -
     rand_device = generator.device if generator is not None else cdf.device   # a CPU generator may drive a GPU model
     u = torch.rand(cdf.shape[0], 1, dtype=torch.float64, generator=generator, device=rand_device).to(cdf.device)
     token = torch.searchsorted(cdf, u * cdf[:, -1:], right=True)              # (B, 1): first t with cdf[t] > u·total
-    return token.squeeze(1).clamp(max=probs.shape[-1] - 1)                    # u·total rounding up to total: last token
+    return token.squeeze(1).clamp(max=probs.shape[-1] - 1)                    # u·total rounded up to total: last
 
 
 def _next_token(logits, temperature, top_k, greedy, generator):

@@ -127,6 +127,23 @@ def test_split_heldout_keeps_every_round_of_a_prompt_on_one_side():
     assert {c["prompt"] for c in split_heldout(comparisons, 0.25, seed=1)[1]} != held
 
 
+def test_comparison_scores_equal_scoring_each_answer_and_refuse_rankings_of_different_sizes(tiny):
+    from rlhf_core.heads import score_texts
+
+    model, tok = tiny
+    torch.manual_seed(0)
+    reward_model = RewardModel.from_causal_lm(model).eval()
+    prompts = list(load_split("rm")["prompt"])[:4]
+    answers = [["Yes.", "A banana is yellow.", ""], ["Red.", "I won't help with that.", "Four plus four is eight."],
+               ["Moo.", "The capital is Paris, and it is a big city.", "No"], ["Blue.", "Hello", "It is green."]]
+    comparisons = [{"prompt": p, "responses": a} for p, a in zip(prompts, answers)]
+    scores = reward.comparison_scores(reward_model, tok, comparisons)                        # (B, K)
+    each = score_texts(reward_model, tok, [p for p in prompts for _ in range(3)], sum(answers, []))
+    torch.testing.assert_close(scores, each.view(4, 3), atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="different numbers of answers"):
+        reward.comparison_scores(reward_model, tok, comparisons[:2] + [{"prompt": prompts[2], "responses": ["Yes."]}])
+
+
 def test_reward_model_learns_the_labelers_preferences(tiny):
     # Comparisons of internet-quality answers (good, rude, wrong, rambling...) ranked by a noisy labeler
     model, tok = tiny

@@ -31,7 +31,7 @@ from .sft import SFTConfig, load_or_train_sft, run_path, sft_checkpoint
 class RewardConfig:
     k: int = 8                   # completions ranked per prompt (InstructGPT: 4 to 9)
     k_from_base: int = 1         # how many of the K come from the base model (the rest from the SFT model)
-    rounds: int = 3              # rankings per prompt, each of K fresh answers: more labels, the RM's main lever
+    rounds: int = 5              # rankings per prompt, each of K fresh answers: more labels, the RM's main lever
     temperature: float = 1.0     # sampling temperature of the SFT model for the comparisons
     k_sharp: int = 4             # how many of the SFT answers are sampled sharper, at sharp_temperatures: without
                                  # them the RM never sees the low-temperature answers PPO learns to write

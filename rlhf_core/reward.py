@@ -37,7 +37,7 @@ class RewardConfig:
                                  # them the RM never sees the low-temperature answers PPO learns to write
     sharp_temperatures: tuple[float, ...] = (0.7, 0.5)  # the k_sharp answers split evenly over these temperatures
     max_new_tokens: int = 32
-    epochs: int = 3              # InstructGPT: one epoch of 33k prompts; our ~750 rankings need a few passes
+    epochs: int = 3              # InstructGPT: one epoch of 33k prompts; our ~1,250 rankings need a few passes
     batch_size: int = 8          # rankings per step, each with all its C(K,2) pairs
     lr: float = 3e-4
     heldout_fraction: float = 0.15  # RM prompts kept out of training, for the held-out accuracy

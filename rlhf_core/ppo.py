@@ -40,9 +40,9 @@ from .sequences import Rollout, forward_response, generate, pack_query_response,
 # Which splits' prompts PPO may learn from: the PPO prompts, and those the reward model and SFT already saw --
 # never dev or eval, where PPO is measured. The mini world has only ~600 training prompts, and a ~1M-parameter
 # policy learns the answers to the prompts it sees often: on the 195 "ppo" prompts alone (each seen ~10 times
-# in 1,920 episodes, then the default) PPO's gold on its own prompts climbs well above its gold on dev. With all 605
-# (each seen ~5 times in 2,880) it has to learn what holds for every prompt -- a plain sentence, an answer that stops, a sharper
-# choice of answer. Dev and eval gold rise a little (README, "What each setting bought").
+# in 1,920 episodes, then the default) PPO's gold on its own prompts climbs well above its gold on dev. With all
+# 605 (each seen ~5 times in 2,880) it has to learn what holds for every prompt -- a plain sentence, an answer that
+# stops, a sharper choice of answer. Dev and eval gold rise a little (README, "What each setting bought").
 # InstructGPT's PPO prompts were a separate set of 31k, more than enough that no prompt repeated much.
 PPO_PROMPT_SPLITS = ("ppo", "rm", "sft")
 HELD_OUT_SPLITS = ("dev", "eval")

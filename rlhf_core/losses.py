@@ -39,6 +39,8 @@ __all__ = [
     "AdaptiveKLController",
     "FixedKLController",
     "dpo_loss",
+    "rloo_advantages",
+    "grpo_advantages",
 ]
 
 KL_ESTIMATORS = ("k1", "k2", "k3")
@@ -430,6 +432,48 @@ def dpo_loss(policy_chosen_logps: torch.Tensor, policy_rejected_logps: torch.Ten
     return loss, chosen_rewards, rejected_rewards
 
 
+def rloo_advantages(returns: torch.Tensor, k: int) -> torch.Tensor:
+    """REINFORCE leave-one-out advantages (Kool et al. 2019; RLOO, Ahmadian et al. 2024, eq. 5).
+
+        A_i = R_i − 1/(k−1) · Σ_{j ≠ i} R_j        over the k answers to the same prompt
+
+    ===========  ======  ==========================================================================
+    ``returns``  (B,)    each answer's return R_i (its score minus its KL penalty); B = prompts · k,
+                         the k answers of a prompt in consecutive rows
+    ``k``        int     answers per prompt, k ≥ 2
+    returns      (B,)    A_i: the return minus the mean return of the *other* k − 1 answers
+    ===========  ======  ==========================================================================
+
+    The baseline leaves the answer itself out, so it does not depend on that answer's own sample and the
+    gradient stays unbiased. It replaces the critic: a prompt's other answers say how good a typical answer
+    to *this* prompt is, which is what V(x) was trained to say. Equal returns give advantages of 0.
+    """
+    returns = _grouped(returns, k, "rloo_advantages")                          # (B/k, k)
+    baseline = (returns.sum(1, keepdim=True) - returns) / (k - 1)              # (B/k, k): mean of the others
+    return (returns - baseline).flatten()                                       # (B,)
+
+
+def grpo_advantages(returns: torch.Tensor, k: int, eps: float = 1e-4) -> torch.Tensor:
+    """Group-normalised advantages (GRPO, Shao et al. 2024, §4.1.2).
+
+        A_i = (R_i − mean(R_group)) / (std(R_group) + eps)          over the k answers to the same prompt
+
+    ===========  ======  ==========================================================================
+    ``returns``  (B,)    each answer's return; B = prompts · k, a prompt's k answers in consecutive rows
+    ``k``        int     answers per prompt (the group), k ≥ 2
+    ``eps``      float   keeps a group of equal returns at advantage 0 instead of 0/0
+    returns      (B,)    A_i, standardised within each group (std with k − 1, as torch.std)
+    ===========  ======  ==========================================================================
+
+    Every prompt's answers are centred and scaled on their own, so an easy prompt (all answers good) and a
+    hard one (all bad) push equally hard; only the ranking of answers *within* a prompt matters.
+    """
+    returns = _grouped(returns, k, "grpo_advantages")                          # (B/k, k)
+    mean = returns.mean(1, keepdim=True)                                        # (B/k, 1)
+    std = returns.std(1, keepdim=True)                                          # (B/k, 1), unbiased
+    return ((returns - mean) / (std + eps)).flatten()                           # (B,)
+
+
 # --------------------------------------------------------------------------------------------------
 # Private helpers: numerics and input validation
 # --------------------------------------------------------------------------------------------------
@@ -500,3 +544,17 @@ def _masked_inputs(mask: torch.Tensor, **tensors: torch.Tensor) -> tuple[torch.T
         _check_no_nan(name, tensor[mask])
         out.append(torch.where(mask, tensor, 0.0))
     return tuple(out)
+
+
+def _grouped(returns: torch.Tensor, k: int, name: str) -> torch.Tensor:
+    """(B,) returns, k answers per prompt in consecutive rows -> (B/k, k), after checking k and the shape."""
+    if returns.dim() != 1:
+        raise ValueError(f"{name}: returns must be (B,), one return per answer; got shape {tuple(returns.shape)}. "
+                         "Sum per-token rewards over the response first.")
+    if not isinstance(k, int) or k < 2:
+        raise ValueError(f"{name}: k = {k!r}; a baseline from the other answers needs k >= 2 answers per prompt.")
+    if returns.shape[0] % k:
+        raise ValueError(f"{name}: {returns.shape[0]} returns are not a whole number of groups of k = {k}; "
+                         "sample k answers for every prompt, in consecutive rows.")
+    _check_no_nan("returns", returns)
+    return returns.view(-1, k)

@@ -19,12 +19,14 @@ from rlhf_core.losses import (
     FixedKLController,
     compute_gae,
     dpo_loss,
+    grpo_advantages,
     kl_per_token,
     masked_mean,
     masked_var,
     ppo_policy_loss,
     ranking_loss,
     rlhf_rewards,
+    rloo_advantages,
     sft_loss,
     value_loss,
     whiten,
@@ -818,3 +820,58 @@ def test_dpo_loss_errors():
         dpo_loss(x, torch.tensor([0.0, float("nan"), 0.0]), x, x)
     with pytest.raises(ValueError, match="beta"):
         dpo_loss(x, x, x, x, beta=0.0)
+
+
+# --------------------------------------------------------------------------------------------------
+# rloo_advantages, grpo_advantages (the critic-free baselines of notebook 07)
+# --------------------------------------------------------------------------------------------------
+
+def ref_rloo(returns, k):
+    out = []
+    for start in range(0, len(returns), k):
+        group = returns[start:start + k]
+        for i, r in enumerate(group):
+            others = [x for j, x in enumerate(group) if j != i]
+            out.append(r - sum(others) / len(others))
+    return out
+
+
+def ref_grpo(returns, k, eps=1e-4):
+    out = []
+    for start in range(0, len(returns), k):
+        group = returns[start:start + k]
+        mean = sum(group) / k
+        std = math.sqrt(sum((r - mean) ** 2 for r in group) / (k - 1))
+        out += [(r - mean) / (std + eps) for r in group]
+    return out
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("k", [2, 3, 4, 8])
+def test_group_baselines_match_loops(seed, k):
+    returns = _randn(_gen(seed), 5 * k, scale=3.0)
+    assert rloo_advantages(returns, k).tolist() == pytest.approx(ref_rloo(returns.tolist(), k), rel=1e-10, abs=1e-12)
+    assert grpo_advantages(returns, k).tolist() == pytest.approx(ref_grpo(returns.tolist(), k), rel=1e-10, abs=1e-12)
+
+
+def test_group_baselines_ignore_a_prompts_level_and_sum_to_zero_per_group():
+    returns = _randn(_gen(0), 12)
+    shifted = returns + torch.arange(3, dtype=torch.float64).repeat_interleave(4) * 100  # each prompt its own level
+    for fn in (rloo_advantages, grpo_advantages):
+        assert torch.allclose(fn(shifted, 4), fn(returns, 4), atol=1e-9)
+        assert torch.allclose(fn(returns, 4).view(3, 4).sum(1), torch.zeros(3, dtype=torch.float64), atol=1e-9)
+    same = torch.full((8,), 2.5)
+    assert (rloo_advantages(same, 4) == 0).all() and (grpo_advantages(same, 4) == 0).all()  # no NaN from 0/0
+    assert grpo_advantages(returns * 7, 4).tolist() == pytest.approx(grpo_advantages(returns, 4).tolist(), abs=1e-3)
+
+
+def test_group_baselines_errors():
+    with pytest.raises(ValueError, match="k >= 2"):
+        rloo_advantages(torch.zeros(4), 1)
+    with pytest.raises(ValueError, match="whole number of groups"):
+        grpo_advantages(torch.zeros(5), 2)
+    with pytest.raises(ValueError, match=r"must be \(B,\)"):
+        rloo_advantages(torch.zeros(2, 4), 4)
+    with pytest.raises(ValueError, match="NaN"):
+        rloo_advantages(torch.tensor([1.0, float("nan")]), 2)
+

@@ -15,6 +15,11 @@ update):
 The value model is a separate network initialised from the reward model (InstructGPT App. C.4), with its head
 started at V = 0 (see PPOTrainer.__init__).
 
+Without a critic (`PPOConfig(advantage="rloo", samples_per_prompt=k)`, notebook 07): k answers to each prompt, and
+step 4 becomes one line — each answer's return (its score minus its summed KL penalty) minus the mean return of the
+prompt's other k − 1 answers (`rloo_advantages`; RLOO, Ahmadian et al. 2024), the same advantage at every token.
+Everything else — the per-token KL penalty, the clipped policy loss, the epochs — stays as it is.
+
 What to expect here: our ~1M-parameter reward model learns what shows in the words — the labeler's preferred
 style (a plain sentence, not padded, not a bare fragment), answers that stop, insults, refusals — and is near
 chance on facts and sums (notebook 03). PPO moves what is global (style, stopping, fewer garbled samples) and
@@ -33,7 +38,7 @@ from .data import load_split
 from .heads import RewardModel, ValueModel
 from .labeler import SimulatedLabeler
 from .losses import (AdaptiveKLController, FixedKLController, compute_gae, masked_mean, ppo_policy_loss,
-                     rlhf_rewards, value_loss, whiten)
+                     rlhf_rewards, rloo_advantages, value_loss, whiten)
 from .sequences import Rollout, forward_response, generate, pack_query_response, response_logprobs
 
 
@@ -74,7 +79,22 @@ class PPOConfig:
     ptx_batch_size: int = 8        # pretraining windows per gradient step when ptx_coef > 0
     group_by_length: bool = True   # minibatches of similar-length episodes: less padding (length_grouped_minibatches)
     prompt_splits: tuple[str, ...] = PPO_PROMPT_SPLITS  # the splits whose prompts PPO learns from (ppo_prompts)
+    advantage: str = "gae"         # "gae": the critic and GAE (InstructGPT); "rloo": no critic, a leave-one-out baseline
+    samples_per_prompt: int = 1    # k answers to each prompt per rollout (consecutive episodes); "rloo" needs k >= 2
     seed: int = 0
+
+    def __post_init__(self):
+        if self.advantage not in ADVANTAGES:
+            raise ValueError(f"advantage = {self.advantage!r}; use one of {', '.join(map(repr, ADVANTAGES))}")
+        k = self.samples_per_prompt
+        if k < 1 or self.batch_size % k:
+            raise ValueError(f"samples_per_prompt = {k} must be >= 1 and divide batch_size = {self.batch_size}")
+        if self.advantage == "rloo" and k < 2:
+            raise ValueError("advantage='rloo' compares each answer with the prompt's other answers: set "
+                             "samples_per_prompt >= 2 (e.g. 4)")
+
+
+ADVANTAGES = ("gae", "rloo")
 
 
 def ppo_prompts(splits=PPO_PROMPT_SPLITS) -> list[str]:
@@ -175,16 +195,21 @@ class PPOTrainer:
             raise ValueError("the policy and the reference model share parameters; pass copy.deepcopy(sft) as the "
                              "policy and the SFT model itself as ref_model")
         self.reward_model = reward_model.eval().requires_grad_(False)
-        self.value_model = value_model if value_model is not None else initial_value_model(reward_model, config)
-        self.value_model.requires_grad_(True)
+        self.critic_free = config.advantage != "gae"
+        if self.critic_free and value_model is not None:
+            raise ValueError(f"advantage={config.advantage!r} has no critic; leave value_model out")
+        self.value_model = None if self.critic_free else (value_model if value_model is not None
+                                                          else initial_value_model(reward_model, config))
         self.labeler = labeler or SimulatedLabeler(seed=config.seed)
         self.prompts = prompts if prompts is not None else ppo_prompts(config.prompt_splits)
         self.kl_controller = (AdaptiveKLController(config.init_kl_coef, config.kl_target, config.kl_horizon)
                               if config.adaptive_kl else FixedKLController(config.init_kl_coef))
         # fused: one kernel updates every parameter (a few % of an iteration on a small model)
         self.policy_optimizer = torch.optim.Adam(final_norm_groups(self.policy, config), eps=1e-5, fused=True)
-        self.value_optimizer = torch.optim.Adam(self.value_model.parameters(), lr=config.value_lr, eps=1e-5,
-                                                fused=True)
+        if self.value_model is not None:
+            self.value_model.requires_grad_(True)
+            self.value_optimizer = torch.optim.Adam(self.value_model.parameters(), lr=config.value_lr, eps=1e-5,
+                                                    fused=True)
         self.generator = torch.Generator().manual_seed(config.seed)
         self.pretrain_stream = pretrain_stream
         if config.ptx_coef > 0 and pretrain_stream is None:
@@ -194,12 +219,14 @@ class PPOTrainer:
         self.iteration = 0
 
     def next_prompts(self) -> list[str]:
-        """The next batch_size prompts, cycling through shuffled passes over the PPO prompts."""
+        """The next batch_size prompts, cycling through shuffled passes over the PPO prompts; with
+        samples_per_prompt = k, batch_size / k prompts, each k times in a row."""
+        k = self.config.samples_per_prompt
         batch = []
         while len(batch) < self.config.batch_size:
             if not self._order:
                 self._order = torch.randperm(len(self.prompts), generator=self.generator).tolist()
-            batch.append(self.prompts[self._order.pop()])
+            batch.extend([self.prompts[self._order.pop()]] * k)
         return batch
 
     @torch.no_grad()
@@ -225,7 +252,8 @@ class PPOTrainer:
         if self.config.missing_eos_max_score is not None:  # the reward model never saw an unfinished answer
             cut_off = ~rollout.ended_with_eos(self.tokenizer.eos_token_id)                          # (B,)
             scores = torch.where(cut_off, scores.clamp(max=self.config.missing_eos_max_score), scores)
-        values = self.value_model.response_values(q, qm, r, rm)                                    # (B, T)
+        values = (torch.zeros(rm.shape) if self.critic_free
+                  else self.value_model.response_values(q, qm, r, rm))                               # (B, T)
         return ref_logprobs, scores, values
 
     @torch.no_grad()
@@ -234,7 +262,11 @@ class PPOTrainer:
         """Steps 3–4: per-token rewards with the KL penalty, then GAE advantages (whitened) and returns."""
         c, rm = self.config, rollout.response_mask
         rewards = rlhf_rewards(scores, rollout.logprobs, ref_logprobs, rm, self.kl_controller.value)  # (B, T)
-        advantages, returns = compute_gae(rewards, values, rm, c.gamma, c.lam)                     # (B, T)
+        if self.critic_free:  # RLOO: the return of the whole answer against the prompt's other answers
+            advantages = rloo_advantages(rewards.sum(1), c.samples_per_prompt)[:, None].expand_as(rewards)  # (B, T)
+            returns = rewards.flip(1).cumsum(1).flip(1)  # the reward-to-go (γ = 1); no critic learns from it
+        else:
+            advantages, returns = compute_gae(rewards, values, rm, c.gamma, c.lam)                 # (B, T)
         advantages = whiten(advantages, rm)
         return RolloutBatch(rollout, ref_logprobs, values, scores, rewards, advantages, returns)
 
@@ -251,7 +283,8 @@ class PPOTrainer:
         # Dropout stays off in RL (Huang et al.): eval mode, gradients still flow. Otherwise log π at update
         # time would differ from log π at sampling time even before the first step, and ρ ≠ 1.
         self.policy.eval()
-        self.value_model.eval()
+        if self.value_model is not None:
+            self.value_model.eval()
         lengths = batch.rollout.query_mask.sum(1) + batch.rollout.response_mask.sum(1)  # (B,) real tokens
         for _ in range(c.ppo_epochs):
             for idx in length_grouped_minibatches(lengths, c.minibatch_size, self.generator, c.group_by_length):
@@ -260,9 +293,14 @@ class PPOTrainer:
                 logprobs, logits = forward_response(self.policy, mb.query_ids, mb.query_mask, mb.response_ids,
                                                     mask, c.temperature)                       # (b, T), (b, T, V)
                 pg_loss, pg_stats = ppo_policy_loss(logprobs, mb.logprobs, batch.advantages[idx], mask, c.clip_range)
-                values = self.value_model.response_values(mb.query_ids, mb.query_mask, mb.response_ids, mask)
-                vf_loss, vf_stats = value_loss(values, batch.values[idx], batch.returns[idx], mask, c.value_clip_range)
-                loss = pg_loss + c.value_coef * vf_loss
+                loss = pg_loss
+                if self.value_model is not None:
+                    values = self.value_model.response_values(mb.query_ids, mb.query_mask, mb.response_ids, mask)
+                    vf_loss, vf_stats = value_loss(values, batch.values[idx], batch.returns[idx], mask,
+                                                   c.value_clip_range)
+                    loss = loss + c.value_coef * vf_loss
+                    stats.setdefault("value/loss", []).append(vf_loss.item())
+                    stats.setdefault("value/clipfrac", []).append(vf_stats["clipfrac"])
                 if c.ptx_coef > 0:
                     ptx = self.ptx_loss()
                     loss = loss + c.ptx_coef * ptx
@@ -271,19 +309,20 @@ class PPOTrainer:
                     raise FloatingPointError(f"PPO loss became {loss.item()} at iteration {self.iteration}; "
                                              f"lower PPOConfig.lr (now {c.lr}) or raise init_kl_coef")
                 self.policy_optimizer.zero_grad(set_to_none=True)
-                self.value_optimizer.zero_grad(set_to_none=True)
+                if self.value_model is not None:
+                    self.value_optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(self.policy.parameters(), 1.0)
-                torch.nn.utils.clip_grad_norm_(self.value_model.parameters(), 1.0)
                 self.policy_optimizer.step()
-                self.value_optimizer.step()
+                if self.value_model is not None:
+                    torch.nn.utils.clip_grad_norm_(self.value_model.parameters(), 1.0)
+                    self.value_optimizer.step()
                 with torch.no_grad():
                     logp = logits.log_softmax(-1)               # (b, T, V)
                     entropy = -(logp.exp() * logp).sum(-1)      # (b, T)
                 for name, value in {"policy/loss": pg_loss.item(), "policy/clipfrac": pg_stats["clipfrac"],
                                     "policy/approx_kl": pg_stats["approx_kl"],
-                                    "policy/entropy": masked_mean(entropy, mask).item(),
-                                    "value/loss": vf_loss.item(), "value/clipfrac": vf_stats["clipfrac"]}.items():
+                                    "policy/entropy": masked_mean(entropy, mask).item()}.items():
                     stats.setdefault(name, []).append(value)
         return {name: sum(values) / len(values) for name, values in stats.items()}
 

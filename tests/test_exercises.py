@@ -42,6 +42,9 @@ REFERENCES = {
     "kl_controller": losses.AdaptiveKLController,
     "win_rate": win_rate,
     "best_of_n_kl": best_of_n_kl,
+    "dpo_loss": losses.dpo_loss,
+    "rloo_advantages": losses.rloo_advantages,
+    "grpo_advantages": losses.grpo_advantages,
 }
 
 

@@ -18,7 +18,8 @@ import torch
 import torch.nn.functional as F
 
 CHECK_NAMES = ("temperature_probs", "sft_loss", "ranking_loss", "rlhf_rewards", "kl_per_token", "compute_gae",
-               "whiten", "ppo_policy_loss", "value_loss", "kl_controller", "win_rate", "best_of_n_kl")
+               "whiten", "ppo_policy_loss", "value_loss", "kl_controller", "win_rate", "best_of_n_kl",
+               "dpo_loss", "rloo_advantages", "grpo_advantages")
 WRONG: dict[str, list[tuple[Callable, str]]] = {name: [] for name in CHECK_NAMES}
 CORRECT: dict[str, list[Callable]] = {name: [] for name in CHECK_NAMES}
 
@@ -1188,3 +1189,197 @@ def best_of_n_kl_n_plus_one(n):
 def best_of_n_kl_n_minus_one(n):
     m = n - 1                                      # "n − 1 extra samples"
     return math.log(m) - (m - 1) / m if m > 0 else 0.0
+
+
+# --------------------------------------------------------------------------------------------------
+# dpo_loss(policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta) -> (loss, chosen_rewards, rejected_rewards)
+# --------------------------------------------------------------------------------------------------
+
+@correct("dpo_loss")
+def dpo_loop(pc, pr, rc, rr, beta=0.1):
+    terms = [-math.log(1 / (1 + math.exp(-beta * ((a - c) - (b - d))))) if beta * ((a - c) - (b - d)) > -30
+             else -beta * ((a - c) - (b - d)) for a, b, c, d in zip(pc.tolist(), pr.tolist(), rc.tolist(), rr.tolist())]
+    exact = F.softplus(-beta * ((pc - rc) - (pr - rr))).mean()     # for the gradient; the value is the loop's
+    loss = exact + (sum(terms) / len(terms) - exact.detach())
+    return loss, (beta * (pc - rc)).detach(), (beta * (pr - rr)).detach()
+
+
+@correct("dpo_loss")
+def dpo_softplus_of_logits(pc, pr, rc, rr, beta=0.1):
+    logits = (pc - pr) - (rc - rr)                       # the same margin, grouped by model
+    return F.softplus(-beta * logits).mean(), beta * (pc - rc).detach(), beta * (pr - rr).detach()
+
+
+@wrong("dpo_loss", r"sign is flipped")
+def dpo_sign_flipped(pc, pr, rc, rr, beta=0.1):
+    return -F.logsigmoid(-beta * ((pc - rc) - (pr - rr))).mean(), beta * (pc - rc).detach(), beta * (pr - rr).detach()
+
+
+@wrong("dpo_loss", r"sign is flipped")
+def dpo_ratio_of_the_wrong_model(pc, pr, rc, rr, beta=0.1):
+    return (-F.logsigmoid(beta * ((rc - pc) - (rr - pr))).mean(), beta * (rc - pc).detach(),
+            beta * (rr - pr).detach())
+
+
+@wrong("dpo_loss", r"reference is missing")
+def dpo_no_reference(pc, pr, rc, rr, beta=0.1):
+    return -F.logsigmoid(beta * (pc - pr)).mean(), beta * pc.detach(), beta * pr.detach()
+
+
+@wrong("dpo_loss", r"mix the answers")
+def dpo_mixed_ratios(pc, pr, rc, rr, beta=0.1):
+    return -F.logsigmoid(beta * ((pc - rr) - (pr - rc))).mean(), beta * (pc - rr).detach(), beta * (pr - rc).detach()
+
+
+@wrong("dpo_loss", r"sum over the batch")
+def dpo_sum(pc, pr, rc, rr, beta=0.1):
+    return -F.logsigmoid(beta * ((pc - rc) - (pr - rr))).sum(), beta * (pc - rc).detach(), beta * (pr - rr).detach()
+
+
+@wrong("dpo_loss", r"average the margins before")
+def dpo_mean_inside(pc, pr, rc, rr, beta=0.1):
+    return -F.logsigmoid((beta * ((pc - rc) - (pr - rr))).mean()), beta * (pc - rc).detach(), beta * (pr - rr).detach()
+
+
+@wrong("dpo_loss", r"β is missing")
+def dpo_no_beta(pc, pr, rc, rr, beta=0.1):
+    return -F.logsigmoid((pc - rc) - (pr - rr)).mean(), beta * (pc - rc).detach(), beta * (pr - rr).detach()
+
+
+@wrong("dpo_loss", r"β multiplies the margin inside")
+def dpo_beta_outside(pc, pr, rc, rr, beta=0.1):
+    return -beta * F.logsigmoid((pc - rc) - (pr - rr)).mean(), beta * (pc - rc).detach(), beta * (pr - rr).detach()
+
+
+@wrong("dpo_loss", r"underflows")
+def dpo_log_of_sigmoid(pc, pr, rc, rr, beta=0.1):
+    return (-torch.log(torch.sigmoid(beta * ((pc - rc) - (pr - rr)))).mean(), beta * (pc - rc).detach(),
+            beta * (pr - rr).detach())
+
+
+@wrong("dpo_loss", r"implicit rewards miss β")
+def dpo_rewards_without_beta(pc, pr, rc, rr, beta=0.1):
+    return -F.logsigmoid(beta * ((pc - rc) - (pr - rr))).mean(), (pc - rc).detach(), (pr - rr).detach()
+
+
+@wrong("dpo_loss", r"return them detached")
+def dpo_rewards_attached(pc, pr, rc, rr, beta=0.1):
+    return -F.logsigmoid(beta * ((pc - rc) - (pr - rr))).mean(), beta * (pc - rc), beta * (pr - rr)
+
+
+@wrong("dpo_loss", r"must return three things")
+def dpo_loss_only(pc, pr, rc, rr, beta=0.1):
+    return -F.logsigmoid(beta * ((pc - rc) - (pr - rr))).mean()
+
+
+# --------------------------------------------------------------------------------------------------
+# rloo_advantages(returns, k) and grpo_advantages(returns, k) -> (B,)
+# --------------------------------------------------------------------------------------------------
+
+@correct("rloo_advantages")
+def rloo_loop(returns, k):
+    out = torch.zeros_like(returns)
+    for start in range(0, len(returns), k):
+        for i in range(start, start + k):
+            others = [returns[j] for j in range(start, start + k) if j != i]
+            out[i] = returns[i] - sum(others) / len(others)
+    return out
+
+
+@correct("rloo_advantages")
+def rloo_scaled_mean(returns, k):                 # R_i − mean_others = k/(k − 1)·(R_i − mean_all)
+    groups = returns.view(-1, k)
+    return (k / (k - 1) * (groups - groups.mean(1, keepdim=True))).flatten()
+
+
+@wrong("rloo_advantages", r"includes the answer itself")
+def rloo_with_itself(returns, k):
+    groups = returns.view(-1, k)
+    return (groups - groups.mean(1, keepdim=True)).flatten()
+
+
+@wrong("rloo_advantages", r"divide by k − 1")
+def rloo_divides_by_k(returns, k):
+    groups = returns.view(-1, k)
+    return (groups - (groups.sum(1, keepdim=True) - groups) / k).flatten()
+
+
+@wrong("rloo_advantages", r"whole batch")
+def rloo_batch_baseline(returns, k):
+    return returns - (returns.sum() - returns) / (len(returns) - 1)
+
+
+@wrong("rloo_advantages", r"consecutive")
+def rloo_strided_groups(returns, k):
+    groups = returns.view(k, -1)                  # every k-th row in a group: the wrong layout
+    return (groups - (groups.sum(0, keepdim=True) - groups) / (k - 1)).flatten()
+
+
+@wrong("rloo_advantages", r"GRPO")
+def rloo_normalised(returns, k):
+    groups = returns.view(-1, k)
+    baseline = (groups.sum(1, keepdim=True) - groups) / (k - 1)
+    return ((groups - baseline) / groups.std(1, keepdim=True)).flatten()
+
+
+@wrong("rloo_advantages", r"in place")
+def rloo_in_place(returns, k):
+    groups = returns.view(-1, k)
+    baseline = (groups.sum(1, keepdim=True) - groups) / (k - 1)
+    groups -= baseline
+    return returns
+
+
+@correct("grpo_advantages")
+def grpo_loop(returns, k):
+    out = torch.zeros_like(returns)
+    for start in range(0, len(returns), k):
+        group = returns[start:start + k].tolist()
+        mean = sum(group) / k
+        std = math.sqrt(sum((r - mean) ** 2 for r in group) / (k - 1))
+        for i, r in enumerate(group):
+            out[start + i] = (r - mean) / (std + 1e-4)
+    return out
+
+
+@correct("grpo_advantages")
+def grpo_eps_in_the_root(returns, k):
+    groups = returns.view(-1, k)
+    var = groups.var(1, keepdim=True)
+    return ((groups - groups.mean(1, keepdim=True)) / torch.sqrt(var + 1e-8)).flatten()
+
+
+@wrong("grpo_advantages", r"whole batch's")
+def grpo_batch_std(returns, k):
+    groups = returns.view(-1, k)
+    return ((groups - groups.mean(1, keepdim=True)) / returns.std()).flatten()
+
+
+@wrong("grpo_advantages", r"normalises within each group")
+def grpo_batch_mean_and_std(returns, k):
+    return (returns - returns.mean()) / returns.std()
+
+
+@wrong("grpo_advantages", r"NaN")
+def grpo_no_eps(returns, k):
+    groups = returns.view(-1, k)
+    return ((groups - groups.mean(1, keepdim=True)) / groups.std(1, keepdim=True)).flatten()
+
+
+@wrong("grpo_advantages", r"centred but not scaled")
+def grpo_not_scaled(returns, k):
+    groups = returns.view(-1, k)
+    return (groups - groups.mean(1, keepdim=True)).flatten()
+
+
+@wrong("grpo_advantages", r"divides by k")
+def grpo_population_std(returns, k):
+    groups = returns.view(-1, k)
+    return ((groups - groups.mean(1, keepdim=True)) / (groups.std(1, keepdim=True, unbiased=False) + 1e-4)).flatten()
+
+
+@wrong("grpo_advantages", r"consecutive")
+def grpo_strided_groups(returns, k):
+    groups = returns.view(k, -1)
+    return ((groups - groups.mean(0, keepdim=True)) / (groups.std(0, keepdim=True) + 1e-4)).flatten()
+

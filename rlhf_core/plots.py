@@ -22,6 +22,7 @@ Widget callbacks are plain functions of data that return HTML strings or figures
     sample_browser          slider over PPO iterations -> that iteration's samples
     text_scorer             type a response, see the reward model's and the labeler's scores
     beta_slider             slider over a β sweep -> the reward-KL frontier and that run's samples
+    frontier_explorer       methods on/off on the gold-KL frontier -> a point's samples (notebook 07)
     hist_better_worse       reward histograms of preferred vs rejected completions
     bar_rates               grouped bars of e.g. hallucination / rudeness rates per model
 """
@@ -650,6 +651,50 @@ def gold_kl_figure(runs: Mapping[str, Mapping[str, Sequence[float]]],
     return fig
 
 
+def methods_frontier_figure(points: Sequence[Mapping[str, Any]], shown: Sequence[str] | None = None,
+                            selected: int | None = None, sft_gold: float | None = None) -> CourseFigure:
+    """Gold score against KL(π ‖ π_SFT), several methods on one set of axes: the DPO paper's Fig. 2 with the labeler
+    as the judge.
+
+    points: dicts with "method" (the series, e.g. "PPO", "DPO", "best-of-n, reward model"), "label" (the point's
+            setting, e.g. "β = 0.1" or "n = 4"), "kl" (nats per response) and "gold", optionally "gold_ci" (the
+            half-width of its 95 % interval, drawn as an error bar). A method's points are joined in order of KL.
+    shown:  the methods to draw (None: all); selected: the index of a point to ring (gid "selected");
+    sft_gold: a dashed line at SFT's gold score, the point every method starts from.
+    A method whose name contains "labeler" is drawn in the gold colour (a ceiling no reward model can give)."""
+    points = list(points)
+    methods = list(dict.fromkeys(p["method"] for p in points))
+    shown = methods if shown is None else [m for m in methods if m in set(shown)]
+    fig = _new_figure(figsize=(7.0, 4.0), layout="constrained")
+    with matplotlib.rc_context(_STYLE):
+        ax = fig.add_subplot()
+        for method in methods:
+            if method not in shown:
+                continue
+            own = sorted((p for p in points if p["method"] == method), key=lambda p: p["kl"])
+            color = MODEL_COLORS["gold"] if "labeler" in method else model_color(method)
+            ax.errorbar([p["kl"] for p in own], [p["gold"] for p in own],
+                        yerr=[p.get("gold_ci", 0.0) for p in own], fmt="o-", color=color, ms=5, capsize=3,
+                        lw=1.4, label=method)
+            for p in own:
+                ax.annotate(p["label"], (p["kl"], p["gold"]), textcoords="offset points", xytext=(5, -10),
+                            fontsize=7, color="#555")
+        if sft_gold is not None:
+            ax.axhline(sft_gold, color=MODEL_COLORS["sft"], lw=1, ls="--", label="SFT (KL 0)")
+        if selected is not None:
+            point = points[selected]
+            ax.plot([point["kl"]], [point["gold"]], "o", ms=14, mfc="none", mec="black", mew=2, gid="selected")
+            ax.set_title(f"{point['method']}, {point['label']}: gold {point['gold']:.2f} at {point['kl']:.2f} nats",
+                         loc="left")
+        else:
+            ax.set_title("Gold score bought per nat of KL, method by method", loc="left")
+        ax.set_xlabel("KL(π ‖ π_SFT) per response (nats; best-of-n: its bound log n − (n − 1)/n)")
+        ax.set_ylabel("gold score on held-out prompts (0–10)")
+        if shown or sft_gold is not None:
+            ax.legend(frameon=False, loc="lower right")
+    return fig
+
+
 def _rate_and_interval(w: Any) -> tuple[float, float, float]:
     """(rate, low, high) of a WinRate or of its as_dict()."""
     if isinstance(w, Mapping):
@@ -1030,10 +1075,56 @@ def beta_slider(sweep: Sequence[Mapping[str, Any]]):
     return box
 
 
+def render_frontier(points: Sequence[Mapping[str, Any]], shown: Sequence[str], selected: int,
+                    sft_gold: float | None = None, max_rows: int = 6) -> tuple[bytes, str]:
+    """What `frontier_explorer` shows: (PNG of `methods_frontier_figure` with the point `selected` ringed, HTML of
+    that point's first `max_rows` samples, its "samples" (prompt, response, extra) rows, under a one-line caption)."""
+    point = points[selected]
+    png = figure_png(methods_frontier_figure(points, shown, selected, sft_gold), tight=True)
+    caption = (f"<b>{html.escape(point['method'])}, {html.escape(point['label'])}</b>: gold {point['gold']:.2f}, "
+               f"KL {point['kl']:.2f} nats")
+    samples = point.get("samples")
+    return png, caption + (render_samples_html(samples, max_rows=max_rows) if samples else "")
+
+
+def frontier_explorer(points: Sequence[Mapping[str, Any]], sft_gold: float | None = None, max_rows: int = 6):
+    """Switch methods on and off on the gold-KL frontier and read any point's samples.
+
+    points as `methods_frontier_figure` takes them (each may carry "samples"). Returns a widget with
+    `.methods` (one Checkbox per method), `.point` (Dropdown of the points), `.image`, `.html` and `.refresh()`
+    (redraw from the controls' current values; their observers call it); StaticView of the first point without
+    ipywidgets."""
+    points = list(points)
+    if not points:
+        raise ValueError("frontier_explorer needs at least one point")
+    methods = list(dict.fromkeys(p["method"] for p in points))
+    png, text = render_frontier(points, methods, 0, sft_gold, max_rows)
+    widgets = _widgets()
+    if widgets is None:
+        return StaticView(_img_tag(png) + text)
+    boxes = [widgets.Checkbox(value=True, description=m, indent=False, layout=widgets.Layout(width="auto"))
+             for m in methods]
+    point = widgets.Dropdown(options=[(f"{p['method']}, {p['label']}", i) for i, p in enumerate(points)], value=0,
+                             description="point", layout=widgets.Layout(width="60%"))
+    image = widgets.Image(value=png, format="png")
+    out = widgets.HTML(value=text)
+
+    def refresh(change: Mapping[str, Any] | None = None) -> None:
+        shown = [box.description for box in boxes if box.value]
+        image.value, out.value = render_frontier(points, shown, int(point.value), sft_gold, max_rows)
+
+    for control in (*boxes, point):
+        control.observe(refresh, names="value")
+    box = _panel([widgets.HBox(boxes), point, image, out], static=lambda: _img_tag(image.value) + out.value)
+    box.methods, box.point, box.image, box.html, box.refresh = boxes, point, image, out, refresh
+    return box
+
+
 __all__ = [
     "METRICS", "MODEL_COLORS", "metrics_table_markdown", "model_color", "in_notebook",
     "CourseFigure", "figure_png", "save_figure", "static_html", "show",
     "render_samples_html", "render_scores_html", "plot_history", "hist_better_worse",
     "bar_rates", "frontier_figure", "win_rate_figure", "alignment_tax_figure", "LiveDashboard", "StaticView",
     "sample_browser", "render_side_by_side_html", "side_by_side", "text_scorer", "beta_slider",
+    "methods_frontier_figure", "render_frontier", "frontier_explorer",
 ]

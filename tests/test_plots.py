@@ -15,8 +15,8 @@ from matplotlib.figure import Figure
 
 from rlhf_core import plots
 from rlhf_core.plots import (
-    METRICS, LiveDashboard, alignment_tax_figure, bar_rates, best_of_n_figure, beta_slider, frontier_figure,
-    hist_better_worse,
+    METRICS, LiveDashboard, alignment_tax_figure, bar_rates, best_of_n_figure, beta_slider, frontier_explorer,
+    frontier_figure, hist_better_worse, methods_frontier_figure, render_frontier,
     metrics_table_markdown, plot_history, render_side_by_side_html, render_samples_html, render_scores_html,
     sample_browser, save_figure, show, side_by_side, static_html, text_scorer, win_rate_figure,
 )
@@ -394,3 +394,42 @@ def test_dashboard_updates_one_output_in_place_in_a_real_kernel():
     widget = outs[1].data
     assert "application/vnd.jupyter.widget-view+json" in widget and "r0" in widget["text/html"]
     assert not any(o.output_type == "error" for c in nb.cells for o in c.outputs)
+
+
+FRONTIER = [
+    {"method": "PPO", "label": "15 it.", "kl": 0.4, "gold": 7.0, "gold_ci": 0.3, "samples": [("p1", "ppo early", {})]},
+    {"method": "PPO", "label": "45 it.", "kl": 1.5, "gold": 8.1, "gold_ci": 0.3, "samples": [("p1", "ppo late", {})]},
+    {"method": "DPO", "label": "β = 0.1", "kl": 2.0, "gold": 7.2, "samples": [("p1", "dpo <b>", {})]},
+    {"method": "best-of-n, labeler", "label": "n = 4", "kl": 0.64, "gold": 8.4},
+]
+
+
+def test_methods_frontier_figure_draws_each_shown_method_and_rings_the_selected_point():
+    fig = methods_frontier_figure(FRONTIER, sft_gold=6.4)
+    ax = fig.axes[0]
+    labels = ax.get_legend_handles_labels()[1]
+    assert sorted(labels) == sorted(["PPO", "DPO", "best-of-n, labeler", "SFT (KL 0)"])
+    ppo_line = next(line for line in ax.get_lines() if list(line.get_xdata()) == [0.4, 1.5])
+    assert list(ppo_line.get_ydata()) == [7.0, 8.1]
+    fig = methods_frontier_figure(FRONTIER, shown=["DPO"], selected=2)
+    labels = fig.axes[0].get_legend_handles_labels()[1]
+    assert labels == ["DPO"] and [a for a in fig.axes[0].get_lines() if a.get_gid() == "selected"]
+    assert "β = 0.1" in fig.axes[0].get_title(loc="left")
+
+
+def test_frontier_explorer_switches_methods_off_and_shows_the_chosen_points_samples():
+    png, text = render_frontier(FRONTIER, ["PPO", "DPO"], 2)
+    assert png[:4] == b"\x89PNG" and "dpo &lt;b&gt;" in text and "DPO, β = 0.1" in text
+    assert render_frontier(FRONTIER, ["PPO"], 2)[0] != png          # DPO's line gone, its point still ringed
+    w = frontier_explorer(FRONTIER, sft_gold=6.4)
+    assert [box.description for box in w.methods] == ["PPO", "DPO", "best-of-n, labeler"]
+    first = w.image.value
+    assert "ppo early" in w.html.value
+    w.point.value = 1
+    assert "ppo late" in w.html.value and w.image.value != first
+    shown = w.image.value
+    w.methods[1].value = False
+    assert w.image.value != shown and "ppo late" in w.html.value
+    assert static_html(w).startswith("<img")
+    with pytest.raises(ValueError, match="at least one point"):
+        frontier_explorer([])

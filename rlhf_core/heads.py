@@ -36,7 +36,8 @@ from .sequences import (pack_query_response, position_ids_from_mask, response_po
 HEAD_FILE = "head.safetensors"
 BACKBONE_FILES = ("config.json", "model.safetensors")
 # Files save_pretrained may find in a directory it is allowed to replace.
-_CHECKPOINT_FILES = {*BACKBONE_FILES, HEAD_FILE, "generation_config.json", "provenance.json"}
+_CHECKPOINT_FILES = {*BACKBONE_FILES, HEAD_FILE, "generation_config.json", "provenance.json",
+                     "comparisons.jsonl"}  # the rankings a reward model learned from (reward.save_reward_model)
 
 
 def last_token_index(attention_mask: torch.Tensor) -> torch.Tensor:

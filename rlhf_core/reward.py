@@ -10,6 +10,7 @@
 """
 from __future__ import annotations
 
+import json
 import math
 import time
 from dataclasses import asdict, dataclass
@@ -231,11 +232,24 @@ def reward_provenance(base: str = "tiny", config: RewardConfig = RewardConfig())
                                         "base model": provenance.identity(SHIPPED.get(base, base))})
 
 
-def save_reward_model(reward_model: RewardModel, base: str = "tiny", config: RewardConfig = RewardConfig()):
+COMPARISONS_FILE = "comparisons.jsonl"  # beside a saved reward model: every ranking it was built from, one per line
+
+
+def save_reward_model(reward_model: RewardModel, base: str = "tiny", config: RewardConfig = RewardConfig(),
+                      comparisons: list[dict] | None = None):
     """Save a reward model built from runs/sft-{base} with `config` to runs/rm-{base}, with the provenance.json that
-    lets `load_or_train_reward_model` (and PPO) reuse it. Returns the folder."""
+    lets `load_or_train_reward_model` (and PPO) reuse it, and the rankings it was built from (all of them, held-out
+    ones included: `split_heldout` with the config's seed separates them again), which DPO learns from
+    (notebook 07, `load_comparisons`). Returns the folder."""
     path = run_path("rm", base)
-    reward_model.save_pretrained(path, extra=provenance.writer(reward_provenance(base, config)))
+    write_provenance = provenance.writer(reward_provenance(base, config))
+
+    def extra(folder):
+        write_provenance(folder)
+        if comparisons is not None:
+            (folder / COMPARISONS_FILE).write_text("".join(json.dumps(c) + "\n" for c in comparisons), encoding="utf-8")
+
+    reward_model.save_pretrained(path, extra=extra)
     return path
 
 
@@ -254,6 +268,36 @@ def load_or_train_reward_model(base: str = "tiny", config: RewardConfig | None =
     if provenance.reusable(run_path("rm", base), reward_provenance(base, config), strict):
         return RewardModel.from_pretrained(run_path("rm", base))
     base_model, _ = load_base(base)
-    reward_model, _, _ = build_reward_model(sft_model, tokenizer, config, base_model, progress=progress)
-    save_reward_model(reward_model, base, config)
+    reward_model, _, comparisons = build_reward_model(sft_model, tokenizer, config, base_model, progress=progress)
+    save_reward_model(reward_model, base, config, comparisons)
     return reward_model
+
+
+def load_comparisons(base: str = "tiny", config: RewardConfig | None = None, progress: bool = True,
+                     sft_config: SFTConfig | None = None) -> list[dict]:
+    """The rankings the reward model in runs/rm-{base} was built from (`save_reward_model` keeps them beside it),
+    held-out ones included. The reward model comes first, as `load_or_train_reward_model(base, config)` gives it; a
+    folder saved without its rankings (by an older version of the course) is rebuilt, rankings and all."""
+    load_or_train_reward_model(base, config, progress=progress, sft_config=sft_config)
+    path = run_path("rm", base) / COMPARISONS_FILE
+    if not path.exists():
+        print(f"{path.parent} has no {COMPARISONS_FILE} (saved before the course kept the rankings): rebuilding the "
+              "reward model and its rankings")
+        if config is None:  # the settings the folder's reward model was made with (load_or_train just accepted them)
+            saved = provenance.read(path.parent)["config"]["RewardConfig"]
+            config = RewardConfig(**{key: tuple(v) if isinstance(v, list) else v for key, v in saved.items()})
+        sft_model, tokenizer = load_or_train_sft(base, sft_config, progress=progress)
+        base_model, _ = load_base(base)
+        reward_model, _, comparisons = build_reward_model(sft_model, tokenizer, config, base_model, progress=progress)
+        save_reward_model(reward_model, base, config, comparisons)
+        return comparisons
+    lines = path.read_text(encoding="utf-8").splitlines()
+    try:
+        comparisons = [json.loads(line) for line in lines if line.strip()]
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path} is not valid JSON lines ({error}); delete the folder {path.parent} and run notebook "
+                         "03 again (or call load_or_train_reward_model) to rebuild it") from error
+    if not comparisons or any(set(c) != {"prompt", "responses", "gold"} for c in comparisons):
+        raise ValueError(f"{path} does not hold rankings {{prompt, responses, gold}}; delete {path.parent} and run "
+                         "notebook 03 again to rebuild it")
+    return comparisons

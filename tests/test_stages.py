@@ -1,5 +1,7 @@
 """The three stages learn: short runs with fixed seeds, asserted with margins that could fail."""
 import copy
+import json
+import math
 import random
 
 import pytest
@@ -442,3 +444,123 @@ def test_the_trl_benchmark_runs_rlhf_cores_side_without_trl():
     seconds, setup_mb = benchmark.run_rlhf_core("tiny", iterations=1)
     assert len(seconds) == 1 and seconds[0] > 0 and setup_mb > 0
     assert "trl" not in sys.modules
+
+
+# --------------------------------------------------------------------------------------------------
+# Beyond PPO (notebook 07): the critic-free RLOO run, DPO, the rankings kept beside the reward model
+# --------------------------------------------------------------------------------------------------
+
+def test_rloo_shortens_answers_without_a_critic(tiny):
+    """The same length-penalty task as PPO's test, with advantage="rloo": no value model, k answers per prompt."""
+    model, tok = copy.deepcopy(tiny[0]), tiny[1]
+    config = PPOConfig(iterations=8, batch_size=32, minibatch_size=16, ppo_epochs=4, lr=3e-4, init_kl_coef=0.01,
+                       max_new_tokens=24, missing_eos_max_score=None, advantage="rloo", samples_per_prompt=4, seed=0)
+    trainer = PPOTrainer(model, tok, LengthPenalty(center=30), config, prompts=list(load_split("ppo")["prompt"])[:64],
+                         labeler=SimulatedLabeler())
+    assert trainer.value_model is None
+    prompts = trainer.next_prompts()
+    assert len(prompts) == 32 and all(len(set(prompts[i:i + 4])) == 1 for i in range(0, 32, 4))
+    assert len(set(prompts)) == 8, "each rollout holds batch_size / k different prompts"
+    history = trainer.train(progress=False)
+    lengths = history["objective/length"]
+    assert lengths[-1] < 0.7 * lengths[0], lengths
+    assert history["objective/score"][-1] > history["objective/score"][0] + 1.0, history["objective/score"]
+    assert "value/loss" not in history and history["objective/kl"][0] == pytest.approx(0.0, abs=1e-4)
+
+
+def test_rloo_advantages_are_each_answers_return_against_the_prompts_other_answers(tiny):
+    model, tok = copy.deepcopy(tiny[0]), tiny[1]
+    config = PPOConfig(batch_size=12, minibatch_size=6, advantage="rloo", samples_per_prompt=3,
+                       missing_eos_max_score=None, seed=0)
+    trainer = PPOTrainer(model, tok, LengthPenalty(center=30), config, prompts=list(load_split("ppo")["prompt"])[:8],
+                         labeler=SimulatedLabeler())
+    batch, _ = trainer.make_batch(trainer.next_prompts())
+    mask = batch.rollout.response_mask
+    returns = batch.rewards.sum(1).tolist()
+    raw = [returns[i] - sum(returns[j] for j in range(i // 3 * 3, i // 3 * 3 + 3) if j != i) / 2 for i in range(12)]
+    raw = torch.tensor(raw)[:, None].expand_as(mask)                          # the same advantage at every token
+    mean, std = raw[mask].mean(), raw[mask].std()
+    assert torch.allclose(batch.advantages[mask], (raw[mask] - mean) / std, atol=1e-4)  # whitened, as PPO's
+    assert (batch.advantages[~mask] == 0).all() and (batch.values == 0).all()
+
+
+def test_ppo_config_refuses_settings_that_cannot_work():
+    with pytest.raises(ValueError, match="samples_per_prompt >= 2"):
+        PPOConfig(advantage="rloo")
+    with pytest.raises(ValueError, match="divide batch_size"):
+        PPOConfig(batch_size=64, samples_per_prompt=3)
+    with pytest.raises(ValueError, match="'gae', 'rloo'"):
+        PPOConfig(advantage="grpo")
+
+
+def test_rloo_refuses_a_critic(tiny):
+    model, tok = copy.deepcopy(tiny[0]), tiny[1]
+    config = PPOConfig(batch_size=8, advantage="rloo", samples_per_prompt=4)
+    with pytest.raises(ValueError, match="no critic"):
+        PPOTrainer(model, tok, LengthPenalty(), config, value_model=ValueModel.from_causal_lm(model))
+
+
+def _length_rankings(tok_prompts, n=40, seed=0):
+    """Rankings of K = 3 answers that prefer shorter ones: a preference DPO can learn in a few steps."""
+    rng, tasks = random.Random(seed), all_tasks()
+    comps = []
+    for task in rng.sample(tasks, n):
+        short = ideal_response(task, rng)
+        comps.append({"prompt": task.prompt, "responses": [short, short + " " + short, (short + " ") * 3],
+                      "gold": [9.0, 6.0, 3.0]})
+    return comps
+
+
+def test_dpo_learns_the_rankings_preference_and_its_implicit_reward_ranks_held_out_pairs(tiny):
+    from rlhf_core.dpo import DPOConfig, implicit_reward_accuracy, train_dpo
+
+    sft, tok = tiny
+    train, heldout = _length_rankings(tok, 48, seed=0), _length_rankings(tok, 24, seed=1)
+    policy = copy.deepcopy(sft)
+    before = implicit_reward_accuracy(policy, sft, tok, heldout, beta=0.1)
+    assert before == 0.0, "the policy is its reference: every implicit reward is 0, every pair a tie"
+    log = train_dpo(policy, sft, tok, train, DPOConfig(beta=0.1, lr=3e-4, epochs=2, batch_size=8), progress=False)
+    after = implicit_reward_accuracy(policy, sft, tok, heldout, beta=0.1)
+    assert after > 0.8, after
+    assert log["dpo/loss"][0] == pytest.approx(math.log(2), abs=1e-4) and log["dpo/loss"][-1] < 0.5 * math.log(2)
+    assert log["dpo/margin"][-1] > 0 and len(log["step"]) == 12
+    assert all(not p.requires_grad for p in sft.parameters()), "the reference stays frozen"
+
+
+def test_dpo_pairs_skip_identical_answers_and_the_loss_matches_a_loop():
+    from rlhf_core.dpo import distinct_pairs, ranking_dpo_loss
+    from rlhf_core.losses import dpo_loss
+
+    comps = [{"prompt": "p", "responses": ["a", "b", "a"], "gold": [3, 2, 1]},
+             {"prompt": "q", "responses": ["c", "d", "e"], "gold": [3, 2, 1]}]
+    pairs = distinct_pairs(comps)
+    assert pairs.tolist() == [[[False, True, False], [False, False, True], [False, False, False]],
+                              [[False, True, True], [False, False, True], [False, False, False]]]
+    gen = torch.Generator().manual_seed(0)
+    policy, ref = torch.randn(2, 3, generator=gen), torch.randn(2, 3, generator=gen)
+    loss, rewards = ranking_dpo_loss(policy, ref, pairs, beta=0.5)
+    terms = [dpo_loss(policy[b, i:i + 1], policy[b, j:j + 1], ref[b, i:i + 1], ref[b, j:j + 1], 0.5)[0]
+             for b in range(2) for i in range(3) for j in range(3) if pairs[b, i, j]]
+    assert loss.item() == pytest.approx(sum(t.item() for t in terms) / len(terms), rel=1e-6)
+    assert torch.allclose(rewards, 0.5 * (policy - ref))
+
+
+def test_the_reward_model_keeps_its_rankings_and_load_comparisons_reads_them(tmp_path, monkeypatch, tiny):
+    from rlhf_core import sft as sft_module
+    from rlhf_core.reward import COMPARISONS_FILE, load_comparisons, save_reward_model
+
+    monkeypatch.setattr(sft_module, "RUNS_DIR", tmp_path)
+    model, tok = tiny
+    comps = _length_rankings(tok, 4)
+    torch.manual_seed(0)
+    path = save_reward_model(RewardModel.from_causal_lm(model), "tiny", RewardConfig(), comps)
+    lines = (path / COMPARISONS_FILE).read_text().splitlines()
+    assert [json.loads(line) for line in lines] == comps
+    monkeypatch.setattr(reward, "load_or_train_reward_model", lambda *args, **kwargs: None)  # the folder is there
+    assert load_comparisons("tiny") == comps
+    (path / COMPARISONS_FILE).write_text('{"prompt": "p"}\n')
+    with pytest.raises(ValueError, match="does not hold rankings"):
+        load_comparisons("tiny")
+    (path / COMPARISONS_FILE).write_text("not json\n")
+    with pytest.raises(ValueError, match="not valid JSON lines"):
+        load_comparisons("tiny")

@@ -19,7 +19,8 @@ RESPECTFUL_TURN = "Human: Please be polite and respectful.\nAssistant: Of course
 # The paper's comparisons in miniature: name -> (model A, model B), A's win rate over B. InstructGPT is the
 # PPO-ptx model: 85 ± 3 % over GPT-3, 71 ± 4 % over few-shot GPT-3 (§1). "small_base" is the 4.5× larger base model
 # (the paper's size claim: 1.3B InstructGPT preferred to 175B GPT-3, a base model), "small_sft" the same model given
-# SFT only; "ppo_perfect" is PPO with the labeler itself as the reward (heads.LabelerReward): the ceiling.
+# SFT only; "ppo_perfect" is PPO with the labeler itself as the reward (heads.LabelerReward): the ceiling; "dpo" and
+# "rloo" are notebook 07's methods beyond PPO (DPO on the rankings; PPO's loss with no critic, RLOO's baseline).
 WIN_RATE_PAIRS = {
     "ppo_vs_base": ("ppo", "base"),
     "ppo_ptx_vs_base": ("ppo_ptx", "base"),
@@ -30,6 +31,8 @@ WIN_RATE_PAIRS = {
     "tiny_ppo_vs_small_base": ("ppo", "small_base"),
     "tiny_ppo_vs_small_sft": ("ppo", "small_sft"),
     "ppo_perfect_vs_sft": ("ppo_perfect", "sft"),
+    "dpo_vs_sft": ("dpo", "sft"),
+    "rloo_vs_sft": ("rloo", "sft"),
     "sft_vs_base": ("sft", "base"),
 }
 
@@ -180,7 +183,8 @@ def policy_kl(policy, ref_model, tokenizer, prompts: list[str], max_new_tokens: 
 
 
 def decoding_ceilings(model, tokenizer, prompts: list[str], labeler: SimulatedLabeler | None = None, seed: int = 0,
-                      temperatures: Sequence[float] = (0.7, 0.5), best_of: Sequence[int] = (4, 16)) -> dict[str, dict]:
+                      temperatures: Sequence[float] = (0.7, 0.5), best_of: Sequence[int] = (4, 16),
+                      reward_model=None) -> dict[str, dict]:
     """What decoding alone buys a model, the yardsticks for RL: gold and win rate over the model sampled at T = 1.
 
     Returns name -> {"gold", "win_rate" (a WinRate over T = 1 sampling), "kl" (nats to the T = 1 policy: 0 for
@@ -190,6 +194,7 @@ def decoding_ceilings(model, tokenizer, prompts: list[str], labeler: SimulatedLa
       "t0.7", ...    sampling at each of `temperatures`: a sharper policy, no training at all
       "greedy"       the most likely token each step (no diversity at all)
       "labeler_best_of_4", ... the labeler's favourite of n samples at T = 1: what a perfect reward can pick
+      "rm_best_of_4", ...      with `reward_model`: its favourite of the same n samples (best-of-n, notebook 07)
     RL that only sharpens the SFT model shows up here first (Kirk et al. 2023: RLHF reduces output diversity).
     """
     labeler = labeler or SimulatedLabeler()
@@ -209,6 +214,15 @@ def decoding_ceilings(model, tokenizer, prompts: list[str], labeler: SimulatedLa
         best = [max(column[:n]) for column in zip(*gold)]                                         # (P,)
         result[f"labeler_best_of_{n}"] = {"gold": sum(best) / len(best), "win_rate": win_rate(best, gold[0]),
                                           "kl": best_of_n_kl(n)}
+    if reward_model is not None:
+        from .heads import score_texts
+
+        scores = [score_texts(reward_model, tokenizer, prompts, answers).tolist() for answers in samples]  # n_max × P
+        for n in best_of:
+            picks = [max(range(n), key=lambda i: scores[i][p]) for p in range(len(prompts))]  # the first of equals
+            picked = [gold[i][p] for p, i in enumerate(picks)]
+            result[f"rm_best_of_{n}"] = {"gold": sum(picked) / len(picked), "win_rate": win_rate(picked, gold[0]),
+                                         "kl": best_of_n_kl(n)}
     return result
 
 

@@ -4,7 +4,8 @@
 
 Besides the three stages it trains what the paper's comparisons need: a PPO-ptx policy (pretraining
 log-likelihood mixed into PPO), the larger base model given SFT only, and PPO against the labeler itself (a
-perfect reward: the ceiling of PPO in this budget). It also measures what decoding alone buys the SFT model
+perfect reward: the ceiling of PPO in this budget); and, beyond PPO (notebook 07), DPO on the reward model's
+training rankings and a critic-free policy gradient (RLOO: k answers per prompt, a leave-one-out baseline). It also measures what decoding alone buys the SFT model
 (T = 0.7 and 0.5, greedy, the labeler's best of n samples): the yardsticks any RL is held against.
 Writes DIR/results.json — gold scores, the win rates of `evaluate.WIN_RATE_PAIRS` with 95 % intervals,
 hallucination / toxicity / instruction-following rates, toxicity with a "be respectful" turn, the alignment tax
@@ -26,12 +27,13 @@ from pathlib import Path
 import torch
 
 from .data import load_split
+from .dpo import DPOConfig, train_dpo
 from .evaluate import decoding_ceilings, evaluate_suite, policy_kl
 from .heads import LabelerReward
 from .labeler import SimulatedLabeler, comparison_agreement
 from .models import load_base
 from .ppo import PPOConfig, PPOTrainer, initial_value_model
-from .reward import RewardConfig, build_reward_model
+from .reward import RewardConfig, build_reward_model, split_heldout
 from .sft import SFTConfig, train_sft
 
 
@@ -45,11 +47,14 @@ class PipelineConfig:
     ptx_coef: float = 1.0                    # γ of the PPO-ptx run (InstructGPT eq. 2); 0 skips that run
     perfect_reward: bool = True              # also run PPO against the labeler itself (LabelerReward): the ceiling
     small_model: str | None = "small"        # the larger base model given SFT only ("size isn't everything"); None skips
+    beyond_ppo: bool = True                  # also DPO and the critic-free RLOO run (notebook 07)
+    dpo: DPOConfig = field(default_factory=DPOConfig)
+    rloo_samples: int = 4                    # k answers per prompt of the RLOO run (its batch: batch_size / k prompts)
     eval_prompts: int | None = None          # judge on the first N held-out prompts; None: all (a quick check only)
 
     def with_seed(self, seed: int) -> "PipelineConfig":
         config = copy.deepcopy(self)
-        config.seed = config.sft.seed = config.reward.seed = config.ppo.seed = seed
+        config.seed = config.sft.seed = config.reward.seed = config.ppo.seed = config.dpo.seed = seed
         return config
 
 
@@ -95,15 +100,28 @@ def run_pipeline(config: PipelineConfig = PipelineConfig(), out_dir: str | Path 
         ppo_runs["ppo_ptx"] = (dataclasses.replace(config.ppo, ptx_coef=config.ptx_coef), reward_model)
     if config.perfect_reward:
         ppo_runs["ppo_perfect"] = (config.ppo, LabelerReward(tokenizer))
+    if config.beyond_ppo:  # the same budget of episodes, no critic: k answers per prompt, a leave-one-out baseline
+        ppo_runs["rloo"] = (dataclasses.replace(config.ppo, advantage="rloo", samples_per_prompt=config.rloo_samples),
+                            reward_model)
     for name, (ppo_config, reward) in ppo_runs.items():
         start = time.time()
         torch.manual_seed(config.seed)
+        critic = None if ppo_config.advantage == "rloo" else initial_value_model(reward_model, ppo_config)  # RM's body
         trainer = PPOTrainer(copy.deepcopy(models["sft"]), tokenizer, reward, ppo_config, ref_model=models["sft"],
-                             value_model=initial_value_model(reward_model, ppo_config),  # the critic: the RM's body
-                             labeler=SimulatedLabeler(seed=config.seed + 200))
+                             value_model=critic, labeler=SimulatedLabeler(seed=config.seed + 200))
         histories[name] = trainer.train(progress=progress)
         models[name] = trainer.policy.eval()
         timed(name)
+
+    if config.beyond_ppo:  # DPO on the rankings the reward model trained on (its held-out ones stay out)
+        start = time.time()
+        torch.manual_seed(config.seed)
+        models["dpo"] = copy.deepcopy(models["sft"])
+        train_rankings, _ = split_heldout(comparisons, config.reward.heldout_fraction, config.reward.seed)
+        histories["dpo"] = train_dpo(models["dpo"], models["sft"], tokenizer, train_rankings, config.dpo,
+                                     progress=progress)
+        models["dpo"].eval()
+        timed("dpo")
 
     if config.small_model:
         start = time.time()
@@ -117,8 +135,9 @@ def run_pipeline(config: PipelineConfig = PipelineConfig(), out_dir: str | Path 
     suite = evaluate_suite(models, tokenizer, prompts, SimulatedLabeler(seed=config.seed), seed=config.seed,
                            demonstrations=list(zip(demos["prompt"], demos["response"])), progress=progress)
     kl = {f"{name}_vs_sft": policy_kl(models[name], models["sft"], tokenizer, prompts, seed=config.seed)
-          for name in ppo_runs}
-    ceilings = decoding_ceilings(models["sft"], tokenizer, prompts, SimulatedLabeler(seed=config.seed), config.seed)
+          for name in [*ppo_runs, *(["dpo"] if config.beyond_ppo else [])]}
+    ceilings = decoding_ceilings(models["sft"], tokenizer, prompts, SimulatedLabeler(seed=config.seed), config.seed,
+                                 reward_model=reward_model if config.beyond_ppo else None)
     timed("evaluation")
 
     rates = suite["rates"]
@@ -208,11 +227,13 @@ def main(argv: list[str] | None = None) -> None:
                              'else none ("none" skips it)')
     parser.add_argument("--no-perfect-reward", action="store_true",
                         help="skip the PPO run against the labeler itself (the ceiling)")
+    parser.add_argument("--no-beyond-ppo", action="store_true", help="skip DPO and the critic-free RLOO run")
     args = parser.parse_args(argv)
     small = args.small_model or ("small" if args.model == "tiny" else "none")
     small = None if small == "none" else small
     config = PipelineConfig(model=args.model, ptx_coef=args.ptx_coef, small_model=small,
-                            perfect_reward=not args.no_perfect_reward).with_seed(args.seed)
+                            perfect_reward=not args.no_perfect_reward,
+                            beyond_ppo=not args.no_beyond_ppo).with_seed(args.seed)
     if args.ppo_iterations is not None:
         config.ppo.iterations = args.ppo_iterations
     run_pipeline(config, args.out)

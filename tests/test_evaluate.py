@@ -245,7 +245,7 @@ def test_pipeline_runs_every_stage_and_writes_the_results(tmp_path, monkeypatch)
     printed = []
     results = run_pipeline(config, tmp_path, progress=False, log=printed.append)
     saved = json.loads((tmp_path / "results.json").read_text())
-    models = {"base", "prompted_base", "sft", "ppo", "ppo_ptx", "ppo_perfect", "small_base", "small_sft"}
+    models = {"base", "prompted_base", "sft", "ppo", "ppo_ptx", "ppo_perfect", "small_base", "small_sft", "dpo", "rloo"}
     assert saved["gold_score"].keys() == models
     assert saved["win_rate"].keys() == set(WIN_RATE_PAIRS)
     assert all(0 <= w["ci95"][0] <= w["rate"] <= w["ci95"][1] <= 1 for w in saved["win_rate"].values())
@@ -253,16 +253,20 @@ def test_pipeline_runs_every_stage_and_writes_the_results(tmp_path, monkeypatch)
         assert saved[rate].keys() == models and all(0 <= v <= 1 for v in saved[rate].values())
     assert saved["toxicity_rate_respectful"].keys() == saved["alignment_tax"].keys() == {"base", "sft", "ppo", "ppo_ptx"}
     assert 1.5 < saved["alignment_tax"]["base"] < 2.5, "the shipped tiny model's held-out perplexity is about 1.9"
-    assert saved["kl"].keys() == {"ppo_vs_sft", "ppo_ptx_vs_sft", "ppo_perfect_vs_sft"}
+    assert saved["kl"].keys() == {"ppo_vs_sft", "ppo_ptx_vs_sft", "ppo_perfect_vs_sft", "rloo_vs_sft", "dpo_vs_sft"}
     assert saved["kl"]["ppo_vs_sft"] > -0.5
     decoding = saved["sft_decoding"]
-    assert set(decoding) == {"t1", "t0.7", "t0.5", "greedy", "labeler_best_of_4", "labeler_best_of_16"}
+    assert set(decoding) == {"t1", "t0.7", "t0.5", "greedy", "labeler_best_of_4", "labeler_best_of_16", "rm_best_of_4",
+                             "rm_best_of_16"}
+    assert decoding["rm_best_of_16"]["gold"] <= decoding["labeler_best_of_16"]["gold"], "no judge beats the labeler"
     assert decoding["t1"]["gold"] == pytest.approx(saved["gold_score"]["sft"]), "T = 1 is how every model is judged"
     assert decoding["labeler_best_of_16"]["gold"] >= decoding["labeler_best_of_4"]["gold"] >= decoding["t1"]["gold"]
     assert "ppo/ptx_loss" in saved["ppo_ptx_history"] and "ppo/ptx_loss" not in saved["ppo_history"]
     assert 0 <= saved["rm_accuracy"] <= 1 and 0.5 < saved["labeler_agreement"] <= 1
-    assert set(saved["seconds"]) == {"base", "sft", "reward_model", "ppo", "ppo_ptx", "ppo_perfect", "small_sft",
-                                     "evaluation"}
+    assert set(saved["seconds"]) == {"base", "sft", "reward_model", "ppo", "ppo_ptx", "ppo_perfect", "rloo", "dpo",
+                                     "small_sft", "evaluation"}
+    assert "value/loss" in saved["ppo_history"] and "value/loss" not in saved["rloo_history"], "RLOO has no critic"
+    assert len(saved["dpo_history"]["dpo/loss"]) > 0
     assert saved["gold_score"]["sft"] > saved["gold_score"]["base"], "one epoch of SFT should already help"
     for png in ("ppo.png", "rates.png", "win_rates.png"):
         assert (tmp_path / png).stat().st_size > 0
@@ -285,9 +289,10 @@ def test_pipeline_command_line_picks_the_comparisons(monkeypatch):
     monkeypatch.setattr(pipeline, "run_pipeline", lambda config, out: seen.append((config, out)))
     pipeline.main(["--out", "x", "--seed", "4"])
     pipeline.main(["--out", "y", "--model", "gpt2", "--ptx-coef", "0"])
-    pipeline.main(["--out", "z", "--small-model", "none", "--no-perfect-reward"])
+    pipeline.main(["--out", "z", "--small-model", "none", "--no-perfect-reward", "--no-beyond-ppo"])
     (tiny, _), (gpt2, _), (no_small, _) = seen
     assert tiny.perfect_reward and not no_small.perfect_reward
+    assert tiny.beyond_ppo and not no_small.beyond_ppo and tiny.dpo.seed == 4
     assert tiny.small_model == "small" and tiny.seed == tiny.ppo.seed == 4 and tiny.ptx_coef > 0
     assert gpt2.small_model is None and gpt2.ptx_coef == 0, "the small model's tokenizer is not GPT-2's"
     assert no_small.small_model is None
@@ -299,3 +304,28 @@ def test_pipeline_rejects_a_small_model_it_cannot_compare_before_training(tmp_pa
     with pytest.raises(ValueError, match="must be a larger model than 'tiny' with the same tokenizer"):
         run_pipeline(PipelineConfig(small_model="tiny"), tmp_path, progress=False, log=lambda *_: None)
     assert not (tmp_path / "results.json").exists()
+
+
+def test_the_reward_models_best_of_n_picks_its_favourite_of_the_same_samples():
+    from rlhf_core.heads import RewardModel, score_texts
+
+    model, tok = load_base("tiny")
+    prompts = [format_prompt("What colour is a banana?"), format_prompt("Count from 3 to 6."),
+               format_prompt("What is 2 plus 3?")] * 2
+    lab = SimulatedLabeler()
+    torch.manual_seed(0)
+    reward_model = RewardModel.from_causal_lm(model)                       # a random head: any judge will do
+    result = decoding_ceilings(model, tok, prompts, lab, seed=5, temperatures=(), best_of=(1, 3),
+                               reward_model=reward_model)
+    samples = [sample_responses(model, tok, prompts, seed=5 + i) for i in range(3)]
+    scores = [score_texts(reward_model, tok, prompts, s).tolist() for s in samples]
+    picked = []
+    for j, p in enumerate(prompts):                                         # one prompt at a time, by hand
+        best = 0
+        for i in range(1, 3):
+            if scores[i][j] > scores[best][j]:
+                best = i
+        picked.append(lab.score(p, samples[best][j]))
+    assert result["rm_best_of_3"]["gold"] == pytest.approx(sum(picked) / len(picked))
+    assert result["rm_best_of_1"]["gold"] == pytest.approx(result["t1"]["gold"])
+    assert result["rm_best_of_3"]["kl"] == pytest.approx(best_of_n_kl(3))

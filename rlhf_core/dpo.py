@@ -11,10 +11,10 @@ So DPO trains on the same rankings as the reward model (notebook 03): each ranki
 (better, worse) pairs, here all in one step as the reward model's were; π_ref is the frozen SFT model, as in PPO.
 The log-probabilities are summed over each answer's tokens, its EOS included. Notebook 07 puts DPO beside PPO.
 
-The settings were chosen on the dev split (seed 0, one pass over the rankings; README, "Beyond PPO"). As in PPO, the
-final layer norm learns at a rate of its own (`ppo.final_norm_groups`): the rankings prefer the SFT model's sharper
-answers, and that global change is what a tiny model can learn from one pass. Without it (lr 1e-5 or 3e-5) DPO stayed
-within 0.5 of SFT's gold; with lr 1e-4 it moved 8 nats from SFT for nothing.
+The settings were chosen on the dev split (seed 0; README, "Beyond PPO"). As in PPO, the final layer norm learns at a
+rate of its own (`ppo.final_norm_groups`): the rankings prefer the SFT model's sharper answers, and that global change
+is what a tiny model learns first. Without it (lr 1e-5 or 3e-5, one pass) DPO stayed within 0.5 of SFT's gold; with
+lr 1e-4 it moved 8 nats from SFT for nothing.
 """
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ class DPOConfig:
     lr: float = 1e-5            # Adam's learning rate, constant after a short warm-up (the paper: 1e-6, with 150)
     warmup_steps: int = 10      # the learning rate rises linearly over the first steps
     final_norm_lr: float | None = 3e-2  # the final layer norm's own rate, as PPO's (ppo.final_norm_groups); None: lr
-    epochs: int = 1             # passes over the training rankings
+    epochs: int = 2             # passes over the training rankings (dev: 2 gained 4.6 points of win rate over 1)
     batch_size: int = 8         # rankings per step, each with all its C(K, 2) pairs of different answers
     seed: int = 0
 

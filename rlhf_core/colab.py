@@ -1,0 +1,117 @@
+"""Google Colab: the badge and the first cell of every notebook, and the installer that cell runs there.
+
+Every notebook opens with a Colab badge (in its title cell) and `SETUP_CELL`, which does nothing unless the kernel
+runs on Colab. There it clones the course and runs this file as a script (`python rlhf_core/colab.py`), which
+installs the course's requirements *except torch* — Colab's own torch build stays — and the course itself without
+its dependencies, then goes on in the course's notebooks folder. A CPU runtime is enough: the course is built for
+CPUs, and its code runs on the CPU.
+
+The course's address is `REPOSITORY`; a fork sets its own there and rewrites badges and cells with
+
+    python -m rlhf_core.colab notebooks/
+
+Run as a script this file imports nothing of the course (it runs before the course is installed).
+"""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+REPOSITORY = "rlhf-in-miniature/rlhf-in-miniature"   # github.com/<this>: where Colab clones the course from
+CLONE = "/content/rlhf-in-miniature"                 # where the course goes on Colab
+BADGE_IMAGE = "https://colab.research.google.com/assets/colab-badge.svg"
+
+SETUP_CELL = f'''# On Google Colab only: fetch the course and install it beside Colab's own torch. Anywhere else, nothing happens.
+import sys
+
+if "google.colab" in sys.modules:
+    import os, subprocess
+    course, url = "{CLONE}", "https://github.com/{REPOSITORY}"
+    if not os.path.isdir(course):
+        subprocess.run(["git", "clone", "--depth", "1", url, course], check=True)
+    subprocess.run([sys.executable, f"{{course}}/rlhf_core/colab.py"], check=True)  # the requirements, less torch
+    sys.path.insert(0, course)
+    os.chdir(f"{{course}}/notebooks")'''
+
+
+def badge(notebook_name: str) -> str:
+    """The markdown of the "Open in Colab" badge for notebooks/<notebook_name>."""
+    url = f"https://colab.research.google.com/github/{REPOSITORY}/blob/main/notebooks/{notebook_name}"
+    return f"[![Open In Colab]({BADGE_IMAGE})]({url})"
+
+
+def colab_requirements(requirements: str) -> list[str]:
+    """The lines of requirements.txt that Colab needs: every pin except torch (Colab's stays) and the course's own
+    editable install (done separately, without dependencies). Comments and blank lines dropped."""
+    needed = []
+    for line in requirements.splitlines():
+        spec = line.split("#", 1)[0].strip()
+        name = spec.split("=")[0].split("<")[0].split(">")[0].split("[")[0].strip().lower()
+        if spec and name != "torch" and not spec.startswith("-e"):
+            needed.append(spec)
+    return needed
+
+
+def install(course: str | Path = CLONE) -> list[list[str]]:
+    """The pip commands that install the course at `course` on Colab, run one after the other; returns them."""
+    course = Path(course)
+    commands = [[sys.executable, "-m", "pip", "install", "-q",
+                 *colab_requirements((course / "requirements.txt").read_text(encoding="utf-8"))],
+                [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "-e", str(course)]]
+    for command in commands:
+        subprocess.run(command, check=True)
+    return commands
+
+
+def _text(source) -> str:
+    return "".join(source) if isinstance(source, list) else source
+
+
+def add_to_notebook(nb: dict, notebook_name: str) -> bool:
+    """Put the badge under the title of `nb` and SETUP_CELL first among its code cells (replacing older ones).
+    `nb` is the notebook's JSON (sources as lists of lines, as the course commits them). Returns whether anything
+    changed; modifies `nb` in place."""
+    changed = False
+    title = nb["cells"][0]
+    lines = [line for line in _text(title["source"]).split("\n") if "colab-badge.svg" not in line]
+    heading = next(i for i, line in enumerate(lines) if line.startswith("# "))
+    body = lines[heading + 1:]
+    while body and not body[0].strip():
+        body = body[1:]
+    source = "\n".join(lines[:heading + 1] + ["", badge(notebook_name), ""] + body)
+    if source != _text(title["source"]):
+        title["source"], changed = source.splitlines(keepends=True), True
+    setup = SETUP_CELL.splitlines(keepends=True)
+    first_code = next(i for i, cell in enumerate(nb["cells"]) if cell["cell_type"] == "code")
+    if _text(nb["cells"][first_code]["source"]).startswith("# On Google Colab only"):
+        if nb["cells"][first_code]["source"] != setup:
+            nb["cells"][first_code]["source"], changed = setup, True
+    else:
+        nb["cells"].insert(1, {"cell_type": "code", "execution_count": None, "id": f"colab-{notebook_name[:2]}",
+                               "metadata": {}, "outputs": [], "source": setup})
+        changed = True
+    return changed
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python rlhf_core/colab.py` (on Colab: install the course); `python -m rlhf_core.colab FOLDER` (write the badge
+    and the set-up cell into every notebook of FOLDER)."""
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv:
+        install(Path(__file__).resolve().parent.parent)
+        return
+    import json
+
+    from rlhf_core.files import atomic_file
+
+    for path in sorted(Path(argv[0]).glob("*.ipynb")):
+        nb = json.loads(path.read_text(encoding="utf-8"))
+        if add_to_notebook(nb, path.name):
+            with atomic_file(path) as f:  # the layout every course notebook is committed in
+                f.write(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
+            print(f"{path}: badge and set-up cell written")
+
+
+if __name__ == "__main__":
+    main()

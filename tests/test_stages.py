@@ -564,3 +564,12 @@ def test_the_reward_model_keeps_its_rankings_and_load_comparisons_reads_them(tmp
     (path / COMPARISONS_FILE).write_text("not json\n")
     with pytest.raises(ValueError, match="not valid JSON lines"):
         load_comparisons("tiny")
+
+
+def test_dpo_config_refuses_settings_that_cannot_work():
+    from rlhf_core.dpo import DPOConfig
+
+    with pytest.raises(ValueError, match="beta > 0"):
+        DPOConfig(beta=0)
+    with pytest.raises(ValueError, match="epochs >= 1"):
+        DPOConfig(epochs=0)

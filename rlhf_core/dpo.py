@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass
 import torch
 
 from .losses import dpo_loss
-from .models import gradient_step
+from .models import gradient_step, record_step
 from .ppo import final_norm_groups
 from .reward import pairwise_accuracy
 from .sequences import response_logprobs, tokenize_prompts, tokenize_responses
@@ -139,13 +139,7 @@ def train_dpo(policy, ref_model, tokenizer, comparisons: list[dict], config: DPO
                 gap = rewards[b, i] - rewards[b, j]                                 # (N,) better minus worse
                 metrics = {"dpo/loss": loss.item(), "dpo/accuracy": (gap > 0).float().mean().item(),
                            "dpo/margin": gap.mean().item()}
-                for name, value in metrics.items():
-                    log[name].append(round(value, 4))
-                log["step"].append(step)
-                if callback is not None:
-                    callback(step, metrics)
-                bar.update(1)
-                bar.set_postfix(loss=f"{loss.item():.3f}")
+                record_step(log, step, metrics, callback, bar)  # the loss first: the bar shows it
                 step += 1
     log["seconds"] = round(time.time() - start, 1)
     return log

@@ -200,6 +200,19 @@ def save_checkpoint(model, tokenizer, out_dir: str | Path, extra=None) -> Path:
     return out_dir
 
 
+def record_step(log: dict, step: int, metrics: dict[str, float], callback=None, bar=None) -> None:
+    """After a training step: append each metric (rounded to 4 decimals) and the step to `log`, call
+    callback(step, metrics), advance the progress bar and show the loss on it."""
+    for name, value in metrics.items():
+        log[name].append(round(value, 4))
+    log["step"].append(step)
+    if callback is not None:
+        callback(step, metrics)
+    if bar is not None:
+        bar.update(1)
+        bar.set_postfix(loss=f"{next(iter(metrics.values())):.3f}")
+
+
 def gradient_step(loss, model, optimizer, where: str, fix: str, max_grad_norm: float = 1.0) -> None:
     """One optimizer step on `loss`, with gradient clipping; a non-finite loss stops training with advice.
 

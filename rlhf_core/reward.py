@@ -24,7 +24,7 @@ from .heads import RewardModel, normalise_reward
 from .labeler import SimulatedLabeler
 from .losses import ranking_loss
 from .sequences import tokenize_prompts, tokenize_responses
-from .models import gradient_step, load_base
+from .models import gradient_step, load_base, record_step
 from .sft import SFTConfig, load_or_train_sft, run_path, sft_checkpoint
 
 
@@ -135,13 +135,7 @@ def train_reward_model(reward_model: RewardModel, tokenizer, comparisons: list[d
                               f"lower RewardConfig.lr (now {config.lr})")
                 schedule.step()
                 metrics = {"rm/loss": loss.item(), "rm/accuracy": pairwise_accuracy(rewards.detach())}
-                for name, value in metrics.items():
-                    log[name].append(round(value, 4))
-                log["step"].append(step)
-                if callback is not None:
-                    callback(step, metrics)
-                bar.update(1)
-                bar.set_postfix(loss=f"{loss.item():.3f}")
+                record_step(log, step, metrics, callback, bar)
                 step += 1
     reward_model.eval()
     log["seconds"] = round(time.time() - start, 1)

@@ -1293,7 +1293,8 @@ def rloo_scaled_mean(returns, k):                 # R_i âˆ’ mean_others = k/(k â
 
 
 @wrong("rloo_advantages", r"includes the answer itself")
-def rloo_with_itself(returns, k):
+@wrong("grpo_advantages", r"centred but not scaled")
+def centred_within_the_group(returns, k):   # RLOO with the answer in its own baseline; GRPO without the std
     groups = returns.view(-1, k)
     return (groups - groups.mean(1, keepdim=True)).flatten()
 
@@ -1364,12 +1365,6 @@ def grpo_batch_mean_and_std(returns, k):
 def grpo_no_eps(returns, k):
     groups = returns.view(-1, k)
     return ((groups - groups.mean(1, keepdim=True)) / groups.std(1, keepdim=True)).flatten()
-
-
-@wrong("grpo_advantages", r"centred but not scaled")
-def grpo_not_scaled(returns, k):
-    groups = returns.view(-1, k)
-    return (groups - groups.mean(1, keepdim=True)).flatten()
 
 
 @wrong("grpo_advantages", r"divides by k")

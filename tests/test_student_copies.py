@@ -25,6 +25,7 @@ import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from rlhf_core import exercises
+from rlhf_core.colab import SETUP_CELL
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 WITH_EXERCISES = sorted(p.name for p in NOTEBOOKS.glob("*.ipynb")
@@ -201,7 +202,8 @@ def test_student_copy_stops_at_its_first_exercise(student_copies, name, run_note
     assert kept == [c.source for c in instructor.cells if c.source in kept][:len(kept)]
 
     code = [i for i, cell in enumerate(student.cells[:first]) if cell.cell_type == "code"]
-    run = list(range(check + 1)) if FULL_RUN else [code[0], first, check]   # the set-up cell, the exercise
+    assert student.cells[code[0]].source == SETUP_CELL, "the Colab cell comes first, then the set-up cell"
+    run = list(range(check + 1)) if FULL_RUN else [*code[:2], first, check]   # Colab and set-up cells, the exercise
     nb = new_notebook(cells=[student.cells[i] for i in run], metadata=student.metadata)
     with pytest.raises(nbclient.exceptions.CellExecutionError) as stopped:
         run_notebook(nb, NOTEBOOKS)

@@ -5,8 +5,9 @@
 Besides the three stages it trains what the paper's comparisons need: a PPO-ptx policy (pretraining
 log-likelihood mixed into PPO), the larger base model given SFT only, and PPO against the labeler itself (a
 perfect reward: the ceiling of PPO in this budget); and, beyond PPO (notebook 07), DPO on the reward model's
-training rankings and a critic-free policy gradient (RLOO: k answers per prompt, a leave-one-out baseline). It also measures what decoding alone buys the SFT model
-(T = 0.7 and 0.5, greedy, the labeler's best of n samples): the yardsticks any RL is held against.
+training rankings and a critic-free policy gradient (RLOO: k answers per prompt, a leave-one-out baseline). It also
+measures what decoding alone buys the SFT model (T = 0.7 and 0.5, greedy, the labeler's best of n samples, and the
+reward model's): the yardsticks any RL is held against.
 Writes DIR/results.json — gold scores, the win rates of `evaluate.WIN_RATE_PAIRS` with 95 % intervals,
 hallucination / toxicity / instruction-following rates, toxicity with a "be respectful" turn, the alignment tax
 (perplexity on held-out pretraining text), KL to SFT, the decoding yardsticks ("sft_decoding"), reward-model

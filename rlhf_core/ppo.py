@@ -206,7 +206,7 @@ class PPOTrainer:
                               if config.adaptive_kl else FixedKLController(config.init_kl_coef))
         # fused: one kernel updates every parameter (a few % of an iteration on a small model)
         self.policy_optimizer = torch.optim.Adam(final_norm_groups(self.policy, config), eps=1e-5, fused=True)
-        if self.value_model is not None:
+        if not self.critic_free:
             self.value_model.requires_grad_(True)
             self.value_optimizer = torch.optim.Adam(self.value_model.parameters(), lr=config.value_lr, eps=1e-5,
                                                     fused=True)
@@ -283,7 +283,7 @@ class PPOTrainer:
         # Dropout stays off in RL (Huang et al.): eval mode, gradients still flow. Otherwise log π at update
         # time would differ from log π at sampling time even before the first step, and ρ ≠ 1.
         self.policy.eval()
-        if self.value_model is not None:
+        if not self.critic_free:
             self.value_model.eval()
         lengths = batch.rollout.query_mask.sum(1) + batch.rollout.response_mask.sum(1)  # (B,) real tokens
         for _ in range(c.ppo_epochs):
@@ -294,7 +294,7 @@ class PPOTrainer:
                                                     mask, c.temperature)                       # (b, T), (b, T, V)
                 pg_loss, pg_stats = ppo_policy_loss(logprobs, mb.logprobs, batch.advantages[idx], mask, c.clip_range)
                 loss = pg_loss
-                if self.value_model is not None:
+                if not self.critic_free:
                     values = self.value_model.response_values(mb.query_ids, mb.query_mask, mb.response_ids, mask)
                     vf_loss, vf_stats = value_loss(values, batch.values[idx], batch.returns[idx], mask,
                                                    c.value_clip_range)
@@ -309,12 +309,12 @@ class PPOTrainer:
                     raise FloatingPointError(f"PPO loss became {loss.item()} at iteration {self.iteration}; "
                                              f"lower PPOConfig.lr (now {c.lr}) or raise init_kl_coef")
                 self.policy_optimizer.zero_grad(set_to_none=True)
-                if self.value_model is not None:
+                if not self.critic_free:
                     self.value_optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(self.policy.parameters(), 1.0)
                 self.policy_optimizer.step()
-                if self.value_model is not None:
+                if not self.critic_free:
                     torch.nn.utils.clip_grad_norm_(self.value_model.parameters(), 1.0)
                     self.value_optimizer.step()
                 with torch.no_grad():

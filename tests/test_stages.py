@@ -500,7 +500,7 @@ def test_rloo_refuses_a_critic(tiny):
         PPOTrainer(model, tok, LengthPenalty(), config, value_model=ValueModel.from_causal_lm(model))
 
 
-def _length_rankings(tok_prompts, n=40, seed=0):
+def _length_rankings(n=40, seed=0):
     """Rankings of K = 3 answers that prefer shorter ones: a preference DPO can learn in a few steps."""
     rng, tasks = random.Random(seed), all_tasks()
     comps = []
@@ -515,7 +515,7 @@ def test_dpo_learns_the_rankings_preference_and_its_implicit_reward_ranks_held_o
     from rlhf_core.dpo import DPOConfig, implicit_reward_accuracy, train_dpo
 
     sft, tok = tiny
-    train, heldout = _length_rankings(tok, 48, seed=0), _length_rankings(tok, 24, seed=1)
+    train, heldout = _length_rankings(48, seed=0), _length_rankings(24, seed=1)
     policy = copy.deepcopy(sft)
     before = implicit_reward_accuracy(policy, sft, tok, heldout, beta=0.1)
     assert before == 0.0, "the policy is its reference: every implicit reward is 0, every pair a tie"
@@ -551,7 +551,7 @@ def test_the_reward_model_keeps_its_rankings_and_load_comparisons_reads_them(tmp
 
     monkeypatch.setattr(sft_module, "RUNS_DIR", tmp_path)
     model, tok = tiny
-    comps = _length_rankings(tok, 4)
+    comps = _length_rankings(4)
     torch.manual_seed(0)
     path = save_reward_model(RewardModel.from_causal_lm(model), "tiny", RewardConfig(), comps)
     lines = (path / COMPARISONS_FILE).read_text().splitlines()

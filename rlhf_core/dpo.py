@@ -83,12 +83,20 @@ def ranking_dpo_loss(policy_logps: torch.Tensor, ref_logps: torch.Tensor, pairs:
 
 
 @torch.no_grad()
-def implicit_rewards(policy, ref_model, tokenizer, comparisons: list[dict], beta: float = 0.1,
-                     batch_size: int = 32) -> torch.Tensor:
-    """DPO's implicit reward β·log π(y)/π_ref(y) of every ranked answer: (B, K), columns in the labeler's order."""
-    return torch.cat([beta * (answer_logprobs(policy, tokenizer, comparisons[start:start + batch_size])
-                              - answer_logprobs(ref_model, tokenizer, comparisons[start:start + batch_size]))
+def reference_logprobs(model, tokenizer, comparisons: list[dict], batch_size: int = 32) -> torch.Tensor:
+    """`answer_logprobs` of every ranking, (N, K), without gradients. For the frozen reference it is read once and
+    reused at every step and for every β (TRL's `precompute_ref_log_probs`), not computed again each time."""
+    return torch.cat([answer_logprobs(model, tokenizer, comparisons[start:start + batch_size])
                       for start in range(0, len(comparisons), batch_size)])
+
+
+def implicit_rewards(policy, ref_model, tokenizer, comparisons: list[dict], beta: float = 0.1,
+                     ref_logps: torch.Tensor | None = None) -> torch.Tensor:
+    """DPO's implicit reward β·log π(y)/π_ref(y) of every ranked answer: (N, K), columns in the labeler's order.
+    `ref_logps`: `reference_logprobs(ref_model, ...)` of these comparisons, if already computed."""
+    if ref_logps is None:
+        ref_logps = reference_logprobs(ref_model, tokenizer, comparisons)
+    return beta * (reference_logprobs(policy, tokenizer, comparisons) - ref_logps)
 
 
 def implicit_reward_accuracy(policy, ref_model, tokenizer, comparisons: list[dict], beta: float = 0.1,
@@ -97,13 +105,14 @@ def implicit_reward_accuracy(policy, ref_model, tokenizer, comparisons: list[dic
     held-out accuracy (`reward.evaluate_reward_model`), for the policy as a reward model. `rewards`: the
     `implicit_rewards` of these comparisons, if already computed."""
     if rewards is None:
-        rewards = implicit_rewards(policy, ref_model, tokenizer, comparisons, beta)
+        rewards = implicit_rewards(policy, ref_model, tokenizer, comparisons, beta)             # (N, K)
     return pairwise_accuracy(rewards, distinct_pairs(comparisons))
 
 
 def train_dpo(policy, ref_model, tokenizer, comparisons: list[dict], config: DPOConfig = DPOConfig(),
-              callback=None, progress: bool = True) -> dict:
-    """Train `policy` (a copy of the SFT model) with DPO on the rankings, against the frozen `ref_model`.
+              callback=None, progress: bool = True, ref_logps: torch.Tensor | None = None) -> dict:
+    """Train `policy` (a copy of the SFT model) with DPO on the rankings, against the frozen `ref_model`, whose
+    log-probs of every answer are read once before training (or given: `ref_logps`, from `reference_logprobs`).
 
     Returns the log {"step", "dpo/loss", "dpo/accuracy" (pairs whose implicit rewards are in the labeler's order),
     "dpo/margin" (mean implicit-reward gap, better minus worse), "seconds"}; callback(step, metrics) after each step.
@@ -111,6 +120,11 @@ def train_dpo(policy, ref_model, tokenizer, comparisons: list[dict], config: DPO
     from tqdm.auto import tqdm
 
     ref_model.eval().requires_grad_(False)
+    if ref_logps is None:
+        ref_logps = reference_logprobs(ref_model, tokenizer, comparisons)                  # (N, K)
+    if tuple(ref_logps.shape) != (len(comparisons), len(comparisons[0]["responses"])):
+        raise ValueError(f"ref_logps has shape {tuple(ref_logps.shape)}; it must be reference_logprobs of these "
+                         f"{len(comparisons)} comparisons, (N, K)")
     policy.requires_grad_(True)
     policy.eval()  # dropout off, as in PPO: log π must mean the same at every step
     generator = torch.Generator().manual_seed(config.seed)
@@ -125,13 +139,12 @@ def train_dpo(policy, ref_model, tokenizer, comparisons: list[dict], config: DPO
         for _ in range(config.epochs):
             order = torch.randperm(len(comparisons), generator=generator).tolist()
             for first in range(0, len(order), config.batch_size):
-                batch = [comparisons[i] for i in order[first:first + config.batch_size]]
+                index = order[first:first + config.batch_size]
+                batch = [comparisons[i] for i in index]
                 pairs = distinct_pairs(batch)                                       # (B, K, K)
                 if not pairs.any():
                     continue  # every answer of these rankings the same text: nothing to learn
-                with torch.no_grad():
-                    ref_logps = answer_logprobs(ref_model, tokenizer, batch)        # (B, K)
-                loss, rewards = ranking_dpo_loss(answer_logprobs(policy, tokenizer, batch), ref_logps, pairs,
+                loss, rewards = ranking_dpo_loss(answer_logprobs(policy, tokenizer, batch), ref_logps[index], pairs,
                                                  config.beta)
                 gradient_step(loss, policy, optimizer, f"DPO, step {step}", f"lower DPOConfig.lr (now {config.lr})")
                 schedule.step()

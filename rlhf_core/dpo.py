@@ -83,9 +83,10 @@ def ranking_dpo_loss(policy_logps: torch.Tensor, ref_logps: torch.Tensor, pairs:
 
 
 @torch.no_grad()
-def reference_logprobs(model, tokenizer, comparisons: list[dict], batch_size: int = 32) -> torch.Tensor:
-    """`answer_logprobs` of every ranking, (N, K), without gradients. For the frozen reference it is read once and
-    reused at every step and for every β (TRL's `precompute_ref_log_probs`), not computed again each time."""
+def ranking_logprobs(model, tokenizer, comparisons: list[dict], batch_size: int = 32) -> torch.Tensor:
+    """`answer_logprobs` of every ranking, (N, K), in batches and without gradients. `train_dpo` reads the frozen
+    reference this way once and reuses it at every step (and notebook 07 for both β; TRL's `precompute_ref_log_probs`),
+    rather than computing it again each time."""
     return torch.cat([answer_logprobs(model, tokenizer, comparisons[start:start + batch_size])
                       for start in range(0, len(comparisons), batch_size)])
 
@@ -93,10 +94,10 @@ def reference_logprobs(model, tokenizer, comparisons: list[dict], batch_size: in
 def implicit_rewards(policy, ref_model, tokenizer, comparisons: list[dict], beta: float = 0.1,
                      ref_logps: torch.Tensor | None = None) -> torch.Tensor:
     """DPO's implicit reward β·log π(y)/π_ref(y) of every ranked answer: (N, K), columns in the labeler's order.
-    `ref_logps`: `reference_logprobs(ref_model, ...)` of these comparisons, if already computed."""
+    `ref_logps`: `ranking_logprobs(ref_model, ...)` of these comparisons, if already computed."""
     if ref_logps is None:
-        ref_logps = reference_logprobs(ref_model, tokenizer, comparisons)
-    return beta * (reference_logprobs(policy, tokenizer, comparisons) - ref_logps)
+        ref_logps = ranking_logprobs(ref_model, tokenizer, comparisons)
+    return beta * (ranking_logprobs(policy, tokenizer, comparisons) - ref_logps)
 
 
 def implicit_reward_accuracy(policy, ref_model, tokenizer, comparisons: list[dict], beta: float = 0.1,
@@ -112,7 +113,7 @@ def implicit_reward_accuracy(policy, ref_model, tokenizer, comparisons: list[dic
 def train_dpo(policy, ref_model, tokenizer, comparisons: list[dict], config: DPOConfig = DPOConfig(),
               callback=None, progress: bool = True, ref_logps: torch.Tensor | None = None) -> dict:
     """Train `policy` (a copy of the SFT model) with DPO on the rankings, against the frozen `ref_model`, whose
-    log-probs of every answer are read once before training (or given: `ref_logps`, from `reference_logprobs`).
+    log-probs of every answer are read once before training (or given: `ref_logps`, from `ranking_logprobs`).
 
     Returns the log {"step", "dpo/loss", "dpo/accuracy" (pairs whose implicit rewards are in the labeler's order),
     "dpo/margin" (mean implicit-reward gap, better minus worse), "seconds"}; callback(step, metrics) after each step.
@@ -121,9 +122,9 @@ def train_dpo(policy, ref_model, tokenizer, comparisons: list[dict], config: DPO
 
     ref_model.eval().requires_grad_(False)
     if ref_logps is None:
-        ref_logps = reference_logprobs(ref_model, tokenizer, comparisons)                  # (N, K)
+        ref_logps = ranking_logprobs(ref_model, tokenizer, comparisons)                  # (N, K)
     if tuple(ref_logps.shape) != (len(comparisons), len(comparisons[0]["responses"])):
-        raise ValueError(f"ref_logps has shape {tuple(ref_logps.shape)}; it must be reference_logprobs of these "
+        raise ValueError(f"ref_logps has shape {tuple(ref_logps.shape)}; it must be ranking_logprobs of these "
                          f"{len(comparisons)} comparisons, (N, K)")
     policy.requires_grad_(True)
     policy.eval()  # dropout off, as in PPO: log π must mean the same at every step

@@ -107,7 +107,7 @@ def run_pipeline(config: PipelineConfig = PipelineConfig(), out_dir: str | Path 
     for name, (ppo_config, reward) in ppo_runs.items():
         start = time.time()
         torch.manual_seed(config.seed)
-        critic = None if ppo_config.advantage == "rloo" else initial_value_model(reward_model, ppo_config)  # RM's body
+        critic = initial_value_model(reward_model, ppo_config) if ppo_config.advantage == "gae" else None  # RM's body
         trainer = PPOTrainer(copy.deepcopy(models["sft"]), tokenizer, reward, ppo_config, ref_model=models["sft"],
                              value_model=critic, labeler=SimulatedLabeler(seed=config.seed + 200))
         histories[name] = trainer.train(progress=progress)

@@ -53,6 +53,9 @@ PPO_PROMPT_SPLITS = ("ppo", "rm", "sft")
 HELD_OUT_SPLITS = ("dev", "eval")
 
 
+ADVANTAGES = ("gae", "rloo")  # PPOConfig.advantage: GAE with the critic, or the critic-free leave-one-out baseline
+
+
 @dataclass
 class PPOConfig:
     iterations: int = 45           # rollouts of `batch_size` episodes each: 2,880 episodes (InstructGPT: 256k)
@@ -92,9 +95,6 @@ class PPOConfig:
         if self.advantage == "rloo" and k < 2:
             raise ValueError("advantage='rloo' compares each answer with the prompt's other answers: set "
                              "samples_per_prompt >= 2 (e.g. 4)")
-
-
-ADVANTAGES = ("gae", "rloo")
 
 
 def ppo_prompts(splits=PPO_PROMPT_SPLITS) -> list[str]:

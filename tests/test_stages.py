@@ -576,11 +576,11 @@ def test_dpo_config_refuses_settings_that_cannot_work():
 
 
 def test_dpo_reads_the_frozen_reference_once_and_learns_the_same_with_it_given(tiny):
-    from rlhf_core.dpo import DPOConfig, answer_logprobs, implicit_rewards, reference_logprobs, train_dpo
+    from rlhf_core.dpo import DPOConfig, answer_logprobs, implicit_rewards, ranking_logprobs, train_dpo
 
     sft, tok = tiny
     comps = _length_rankings(20, seed=2)
-    ref = reference_logprobs(sft, tok, comps, batch_size=7)
+    ref = ranking_logprobs(sft, tok, comps, batch_size=7)
     assert torch.allclose(ref, torch.cat([answer_logprobs(sft, tok, [c]) for c in comps]).detach(), atol=1e-4)
     logs = []
     for given in (None, ref):
@@ -590,5 +590,5 @@ def test_dpo_reads_the_frozen_reference_once_and_learns_the_same_with_it_given(t
     assert logs[0]["dpo/loss"] == pytest.approx(logs[1]["dpo/loss"], abs=1e-3)
     assert torch.allclose(implicit_rewards(policy, sft, tok, comps, 0.1), implicit_rewards(policy, sft, tok, comps, 0.1,
                                                                                            ref), atol=1e-4)
-    with pytest.raises(ValueError, match="reference_logprobs of these"):
+    with pytest.raises(ValueError, match="ranking_logprobs of these"):
         train_dpo(copy.deepcopy(sft), sft, tok, comps, DPOConfig(), progress=False, ref_logps=ref[:5])

@@ -30,6 +30,7 @@ from safetensors.torch import save_file
 from torch import nn
 from transformers import AutoModel, DynamicCache
 
+from .models import default_device, model_device
 from .sequences import (pack_query_response, position_ids_from_mask, response_positions, tokenize_prompts,
                         tokenize_responses)
 
@@ -83,8 +84,9 @@ class ScalarHeadModel(nn.Module):
     def per_position(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """input_ids (B, L), attention_mask (B, L) -> one scalar per position (B, L).
 
-        Position ids come from the mask, so left padding does not shift the prompt.
+        Position ids come from the mask, so left padding does not shift the prompt. Inputs move to the model's device.
         """
+        input_ids, attention_mask = self.on_device(input_ids, attention_mask)
         hidden = self.backbone(
             input_ids=input_ids,
             attention_mask=attention_mask.long(),
@@ -95,6 +97,11 @@ class ScalarHeadModel(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         return self.per_position(input_ids, attention_mask)
+
+    def on_device(self, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The tensors on this model's device (where its weights are): inputs follow the model."""
+        device = self.head.weight.device
+        return tuple(t.to(device) for t in tensors)
 
     # ---- checkpoints --------------------------------------------------------------------------
 
@@ -140,7 +147,7 @@ class ScalarHeadModel(nn.Module):
         missing = [k for k in missing if not k.startswith("backbone.")]
         if missing or unexpected:
             raise ValueError(f"{directory / HEAD_FILE}: missing {missing}, unexpected {unexpected}.")
-        return model.eval()
+        return model.to(default_device()).eval()
 
 
 class RewardModel(ScalarHeadModel):
@@ -159,7 +166,8 @@ class RewardModel(ScalarHeadModel):
         self.register_buffer("bias", torch.zeros(()))  # () subtracted from every score
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """input_ids (B, L), attention_mask (B, L) -> scores (B,)."""
+        """input_ids (B, L), attention_mask (B, L) -> scores (B,), on the model's device."""
+        input_ids, attention_mask = self.on_device(input_ids, attention_mask)
         per_position = self.per_position(input_ids, attention_mask)  # (B, L)
         last = last_token_index(attention_mask)  # (B,)
         score = per_position.gather(1, last.unsqueeze(1)).squeeze(1)  # (B, L) -> (B,)
@@ -177,6 +185,8 @@ class RewardModel(ScalarHeadModel):
         (as `score_in_length_chunks`). Same scores and gradients as forward on the joined rows, to float rounding;
         a training step of the course's reward model takes about 0.8 of the time.
         """
+        query_ids, query_mask, response_ids, response_mask = self.on_device(query_ids, query_mask, response_ids,
+                                                                            response_mask)
         k = response_ids.shape[0] // query_ids.shape[0]
         if k * query_ids.shape[0] != response_ids.shape[0]:
             raise ValueError(f"{response_ids.shape[0]} answers for {query_ids.shape[0]} prompts: give the same number "
@@ -244,6 +254,8 @@ class ValueModel(ScalarHeadModel):
         and rewards line up index for index in GAE.
         The pass runs on the packed rows (`pack_query_response`): the same values, less work.
         """
+        query_ids, query_mask, response_ids, response_mask = self.on_device(query_ids, query_mask, response_ids,
+                                                                            response_mask)
         T = response_ids.shape[1]
         input_ids, attention_mask, prompt_lengths = pack_query_response(query_ids, query_mask, response_ids,
                                                                         response_mask)
@@ -292,7 +304,7 @@ def score_texts(reward_model: RewardModel, tokenizer, prompts: list[str], respon
     """
     if len(prompts) != len(responses):
         raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses")
-    device = next(reward_model.parameters()).device
+    device = model_device(reward_model)
     was_training = reward_model.training
     reward_model.eval()
     scores = []

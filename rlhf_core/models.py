@@ -55,6 +55,43 @@ def set_threads(threads: int | None = None) -> int:
     return threads
 
 
+def default_device():
+    """The device the course puts its models on, decided here and nowhere else: $RLHF_DEVICE if set ("cpu",
+    "cuda", "cuda:1", or "auto"), else "auto" — the GPU when torch sees one, else the CPU.
+
+    Every stage loads or builds its models on this device (`load_base`, the reward and value heads, pretraining),
+    and everything after follows the model it feeds: inputs move to `model_device(model)` where they enter a model,
+    so sampling, scoring and the losses run where the weights are. Random numbers always come from CPU generators,
+    so a seed draws the same uniforms on either device. The course is sized for CPUs: on a GPU the tiny models are
+    launch-bound and gain little (benchmarks/gpu.py measures it); larger bodies gain.
+    """
+    import torch
+
+    setting = os.environ.get("RLHF_DEVICE", "").strip().lower() or "auto"
+    if setting == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(setting)
+    except RuntimeError:
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):
+        raise ValueError(f"RLHF_DEVICE={setting!r} is not a device the course runs on; use 'cpu', 'cuda' or "
+                         "'cuda:N', or unset it to use the GPU when there is one")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        build = "a CPU-only build of torch" if torch.version.cuda is None else f"CUDA {torch.version.cuda}"
+        raise ValueError(f"RLHF_DEVICE={setting!r} asks for a GPU, but torch ({torch.__version__}, {build}) sees "
+                         "none; unset RLHF_DEVICE or set it to 'cpu'")
+    return device
+
+
+def model_device(model):
+    """The device of a model's weights; the CPU for one without any (`heads.LabelerReward`)."""
+    import torch
+
+    param = next(model.parameters(), None)
+    return param.device if param is not None else torch.device("cpu")
+
+
 def build_tokenizer(texts, vocab_size: int = 1024):
     """Train a byte-level BPE tokenizer (GPT-2's kind) on `texts`, wrapped as a transformers tokenizer."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -124,10 +161,11 @@ def _offline_message(name: str, error: Exception) -> str:
             f"load_base({name!r}) once to fill the cache, or pass a local folder that save_pretrained wrote.")
 
 
-def load_base(name: str = "tiny", attn_implementation: str = "sdpa"):
+def load_base(name: str = "tiny", attn_implementation: str = "sdpa", device=None):
     """(model, tokenizer) for "tiny", "small", a local folder, or a hub name such as "gpt2"/"distilgpt2".
 
-    The model comes back in eval mode (switch to train() to train it). A hub name that cannot be fetched
+    The model comes back in eval mode (switch to train() to train it), on `device` (None: `default_device()`,
+    the GPU when there is one). A hub name that cannot be fetched
     raises OfflineError with a message that says how to use the shipped models instead.
     """
     import torch
@@ -169,7 +207,7 @@ def load_base(name: str = "tiny", attn_implementation: str = "sdpa"):
     use_fused_gelu(model)
     model.config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.pad_token_id = tokenizer.pad_token_id
-    return model.eval(), tokenizer
+    return model.to(device or default_device()).eval(), tokenizer
 
 
 def use_fused_gelu(model) -> None:

@@ -32,7 +32,7 @@ from .dpo import DPOConfig, train_dpo
 from .evaluate import decoding_ceilings, evaluate_suite, policy_kl
 from .heads import LabelerReward
 from .labeler import SimulatedLabeler, comparison_agreement
-from .models import load_base
+from .models import default_device, load_base
 from .ppo import PPOConfig, PPOTrainer, initial_value_model
 from .reward import RewardConfig, build_reward_model, split_heldout
 from .sft import SFTConfig, train_sft
@@ -237,6 +237,9 @@ def main(argv: list[str] | None = None) -> None:
                             beyond_ppo=not args.no_beyond_ppo).with_seed(args.seed)
     if args.ppo_iterations is not None:
         config.ppo.iterations = args.ppo_iterations
+    device = default_device()
+    print(f"models on {device}" + (f", {torch.get_num_threads()} CPU threads" if device.type == "cpu" else "")
+          + " (RLHF_DEVICE and RLHF_THREADS change them)")
     run_pipeline(config, args.out)
 
 

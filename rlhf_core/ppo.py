@@ -39,6 +39,7 @@ from .heads import RewardModel, ValueModel
 from .labeler import SimulatedLabeler
 from .losses import (AdaptiveKLController, FixedKLController, compute_gae, masked_mean, ppo_policy_loss,
                      rlhf_rewards, rloo_advantages, value_loss, whiten)
+from .models import model_device
 from .sequences import Rollout, forward_response, generate, pack_query_response, response_logprobs
 
 
@@ -132,6 +133,7 @@ def length_grouped_minibatches(lengths: torch.Tensor, minibatch_size: int, gener
     a minibatch then depends on length (ties in random order); the minibatches are visited in random order.
     Without it, a plain random permutation cut into minibatches, as in most PPO code.
     """
+    lengths = lengths.cpu()  # the order is drawn on the CPU, as the generator is: the same minibatches on any device
     order = torch.randperm(len(lengths), generator=generator)
     if group_by_length:
         order = order[lengths[order].argsort(stable=True)]  # by length; equal lengths keep their random order
@@ -252,7 +254,7 @@ class PPOTrainer:
         if self.config.missing_eos_max_score is not None:  # the reward model never saw an unfinished answer
             cut_off = ~rollout.ended_with_eos(self.tokenizer.eos_token_id)                          # (B,)
             scores = torch.where(cut_off, scores.clamp(max=self.config.missing_eos_max_score), scores)
-        values = (torch.zeros(rm.shape) if self.critic_free
+        values = (torch.zeros(rm.shape, device=rm.device) if self.critic_free
                   else self.value_model.response_values(q, qm, r, rm))                               # (B, T)
         return ref_logprobs, scores, values
 
@@ -274,6 +276,7 @@ class PPOTrainer:
         """−log π_RL on pretraining text: the γ·E_pretrain[log π_RL(x)] term of InstructGPT eq. 2, as a loss."""
         from .pretrain import random_windows
         windows = random_windows(self.pretrain_stream, self.config.ptx_batch_size, 64, self.generator)
+        windows = windows.to(model_device(self.policy))                                    # (b, 64)
         return self.policy(input_ids=windows, attention_mask=torch.ones_like(windows), labels=windows).loss
 
     def update(self, batch: RolloutBatch) -> dict[str, float]:

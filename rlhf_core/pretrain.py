@@ -19,8 +19,8 @@ from pathlib import Path
 import torch
 
 from .data import load_split
-from .models import (SHIPPED, build_tokenizer, count_parameters, gpt2_config, gradient_step, new_model,
-                     save_checkpoint)
+from .models import (SHIPPED, build_tokenizer, count_parameters, default_device, gpt2_config, gradient_step,
+                     model_device, new_model, save_checkpoint)
 
 MODEL_SIZES = {  # shape of each shipped model; small has > 4x tiny's parameters and fits in 20 MB of float32
     "tiny": dict(n_layer=4, n_embd=128, n_head=4),
@@ -71,6 +71,7 @@ def stream_loss(model, stream: torch.Tensor, seq_len: int = 128, batch_size: int
     inputs = stream[: n * seq_len].view(n, seq_len)
     total, count = 0.0, 0
     for batch in inputs.split(batch_size):
+        batch = batch.to(model_device(model))
         out = model(input_ids=batch, attention_mask=torch.ones_like(batch), labels=batch)
         total += out.loss.item() * batch.numel()
         count += batch.numel()
@@ -98,7 +99,8 @@ def pretrain(config: PretrainConfig = PretrainConfig(), tokenizer=None, progress
         tokenizer = build_tokenizer(train_texts, vocab_size=config.vocab_size)
     train_stream = token_stream(tokenizer, train_texts)
     heldout_stream = token_stream(tokenizer, heldout_texts)
-    model = new_model(gpt2_config(tokenizer, **MODEL_SIZES[config.model])).train()
+    device = default_device()
+    model = new_model(gpt2_config(tokenizer, **MODEL_SIZES[config.model])).to(device).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay,
                                   betas=(0.9, 0.95))
     generator = torch.Generator().manual_seed(config.seed)
@@ -109,7 +111,7 @@ def pretrain(config: PretrainConfig = PretrainConfig(), tokenizer=None, progress
     for step in bar:
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step, config)
-        batch = random_windows(train_stream, config.batch_size, config.seq_len, generator)  # (B, T)
+        batch = random_windows(train_stream, config.batch_size, config.seq_len, generator).to(device)  # (B, T)
         loss = model(input_ids=batch, attention_mask=torch.ones_like(batch), labels=batch).loss
         gradient_step(loss, model, optimizer, f"pretraining, step {step}",
                       f"lower PretrainConfig.lr (now {config.lr}) or raise warmup_steps")

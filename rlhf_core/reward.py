@@ -103,9 +103,9 @@ def pairwise_accuracy(rewards: torch.Tensor, valid: torch.Tensor | None = None) 
     texts, or only pairs whose gold scores differ). Ties in the reward count as wrong.
     """
     b, k = rewards.shape
-    counted = torch.ones(b, k, k, dtype=torch.bool).triu(1)                 # (B, K, K): pairs i < j
+    counted = torch.ones(b, k, k, dtype=torch.bool, device=rewards.device).triu(1)  # (B, K, K): pairs i < j
     if valid is not None:
-        counted &= valid
+        counted &= valid.to(rewards.device)
     right = rewards[:, :, None] > rewards[:, None, :]                       # (B, K, K): r_i > r_j
     return (right & counted).sum().item() / max(1, counted.sum().item())
 
@@ -151,8 +151,8 @@ def evaluate_reward_model(reward_model: RewardModel, tokenizer, comparisons: lis
     The labeler's ranking is noisy, so even a perfect model agrees with it only as often as two labelers
     agree with each other; agreement with the gold scores (pairs whose gold differs) has a ceiling of 1.
     """
-    rewards = torch.cat([comparison_scores(reward_model, tokenizer, comparisons[i:i + 32])
-                         for i in range(0, len(comparisons), 32)])
+    rewards = torch.cat([comparison_scores(reward_model, tokenizer, comparisons[i:i + 32]).cpu()
+                         for i in range(0, len(comparisons), 32)])                  # (B, K)
     gold = torch.tensor([c["gold"] for c in comparisons])                   # (B, K), in the labeler's order
     distinct = torch.tensor([[[a != b for b in c["responses"]] for a in c["responses"]] for c in comparisons])
     gold_order = torch.sign(gold[:, :, None] - gold[:, None, :])            # (B, K, K): +1 if i is truly better

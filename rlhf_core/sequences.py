@@ -36,6 +36,8 @@ from dataclasses import dataclass, fields
 import torch
 import torch.nn.functional as F
 
+from .models import model_device
+
 
 def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
     """Position of each token counted over real tokens only: cumsum(mask) - 1, clamped at 0.
@@ -165,8 +167,11 @@ def forward_response(model, query_ids, query_mask, response_ids, response_mask, 
     in the concatenated layout). The pass runs on the packed rows (`pack_query_response`), which gives
     the same numbers for less work. `response_logits` are already divided by the temperature: they are
     the logits of the policy pi whose log-probs are returned, ready for an entropy bonus without a
-    second pass. logprobs are 0 on padding; response_logits are not masked.
+    second pass. logprobs are 0 on padding; response_logits are not masked. Both are on the model's device.
     """
+    device = model_device(model)
+    query_ids, query_mask, response_ids, response_mask = (t.to(device) for t in (query_ids, query_mask, response_ids,
+                                                                                   response_mask))
     T = response_ids.shape[1]
     input_ids, attention_mask, prompt_lengths = pack_query_response(query_ids, query_mask, response_ids, response_mask)
     first = int(prompt_lengths.min()) - 1  # the earliest position whose logits are needed
@@ -305,7 +310,7 @@ def generate(
         query_ids, query_mask = tokenize_prompts(tokenizer, prompts_or_query)
     else:
         query_ids, query_mask = prompts_or_query
-    device = next(model.parameters()).device
+    device = model_device(model)
     query_ids, query_mask = query_ids.to(device), query_mask.to(device).bool()
     B = query_ids.shape[0]
     eos_id, pad_id = tokenizer.eos_token_id, tokenizer.pad_token_id

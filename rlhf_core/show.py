@@ -168,11 +168,16 @@ def setup_report(data_dir=DATA_DIR) -> list[dict[str, Any]]:
                                                 f"python -m rlhf_core.pretrain --model {name}"})
     import torch
 
-    from .models import available_cores
+    from .models import available_cores, default_device
 
     threads = torch.get_num_threads()
     rows.append({"item": "torch threads", "found": f"{threads} (of {available_cores()} cores)", "ok": True,
                  "note": "set once by rlhf_core: RLHF_THREADS=N overrides; give each of two runs sharing the "
                          "cores half of them" if threads <= available_cores() else
                          "more threads than cores: slow; set RLHF_THREADS to the number of cores"})
+    try:
+        device, ok, note = str(default_device()), True, "where every model goes: RLHF_DEVICE=cpu or cuda overrides"
+    except ValueError as error:  # RLHF_DEVICE names a device this machine has not got
+        device, ok, note = "?", False, str(error)
+    rows.append({"item": "device", "found": device, "ok": ok, "note": note})
     return rows

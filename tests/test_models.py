@@ -134,3 +134,54 @@ def test_set_threads_takes_the_argument_then_the_environment_then_the_cores(monk
             set_threads(0)
     finally:
         torch.set_num_threads(before)
+
+
+def test_default_device_is_the_gpu_when_there_is_one_then_whatever_rlhf_device_says(monkeypatch):
+    from rlhf_core.models import default_device
+
+    monkeypatch.delenv("RLHF_DEVICE", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert default_device() == torch.device("cuda")
+    for setting, device in (("cpu", "cpu"), (" CUDA ", "cuda"), ("cuda:1", "cuda:1"), ("auto", "cuda"), ("", "cuda")):
+        monkeypatch.setenv("RLHF_DEVICE", setting)
+        assert default_device() == torch.device(device), setting
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.delenv("RLHF_DEVICE")
+    assert default_device() == torch.device("cpu")
+    for bad in ("gpu", "mps", "cuda:x", "meta"):
+        monkeypatch.setenv("RLHF_DEVICE", bad)
+        with pytest.raises(ValueError, match=r"RLHF_DEVICE=.*use 'cpu', 'cuda'"):
+            default_device()
+    monkeypatch.setenv("RLHF_DEVICE", "cuda")  # asked for, but there is no GPU
+    with pytest.raises(ValueError, match="sees none; unset RLHF_DEVICE or set it to 'cpu'"):
+        default_device()
+
+
+def test_models_are_loaded_where_default_device_says(monkeypatch, tmp_path):
+    import rlhf_core.heads
+    import rlhf_core.models
+    from rlhf_core.heads import LabelerReward, RewardModel
+    from rlhf_core.models import model_device
+
+    model, tokenizer = load_base("tiny")
+    assert model_device(model) == torch.device("cpu")  # no GPU here
+    RewardModel.from_causal_lm(model).save_pretrained(tmp_path / "rm")
+    meta = lambda: torch.device("meta")  # a device other than the CPU that needs no hardware  # noqa: E731
+    monkeypatch.setattr(rlhf_core.models, "default_device", meta)
+    monkeypatch.setattr(rlhf_core.heads, "default_device", meta)
+    assert model_device(load_base("tiny")[0]).type == "meta"
+    assert model_device(load_base("tiny", device="cpu")[0]).type == "cpu"  # an explicit device wins
+    assert model_device(RewardModel.from_pretrained(tmp_path / "rm")).type == "meta"
+    assert model_device(LabelerReward(tokenizer)) == torch.device("cpu")  # no weights: the CPU
+
+
+def test_only_models_py_decides_the_device():
+    """One place picks the device (models.default_device); everything else follows the model's weights."""
+    import re
+
+    package = DATA_DIR.parent / "rlhf_core"
+    deciding = re.compile(r"torch\.cuda|[\"']cuda[\"':]|environ[^\n]*RLHF_DEVICE")  # asks for a GPU, reads the setting
+    deciders = [path.name for path in package.glob("*.py")
+                if path.name != "models.py" and deciding.search(path.read_text(encoding="utf-8"))]
+    assert not deciders, f"{deciders} choose a device: ask models.default_device() or model_device(model) instead"
+    assert deciding.search((package / "models.py").read_text(encoding="utf-8"))  # the pattern finds the one place

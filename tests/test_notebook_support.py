@@ -127,3 +127,12 @@ def test_setup_report_passes_here_and_names_what_is_missing(tmp_path):
     assert rows["data/sft.jsonl"]["ok"]
     assert not rows["data/eval.jsonl"]["ok"] and "rlhf_core.world" in rows["data/eval.jsonl"]["note"]
     assert not rows["data/base-tiny"]["ok"] and "rlhf_core.pretrain" in rows["data/base-tiny"]["note"]
+
+
+def test_setup_report_names_the_device_and_a_device_this_machine_lacks(monkeypatch):
+    monkeypatch.delenv("RLHF_DEVICE", raising=False)
+    row = {row["item"]: row for row in setup_report()}["device"]
+    assert row["ok"] and row["found"] == ("cuda" if torch.cuda.is_available() else "cpu")
+    monkeypatch.setenv("RLHF_DEVICE", "tpu")
+    row = {row["item"]: row for row in setup_report()}["device"]
+    assert not row["ok"] and "RLHF_DEVICE='tpu'" in row["note"]

@@ -4,7 +4,7 @@ Every notebook opens with a Colab badge (in its title cell) and `SETUP_CELL`, wh
 runs on Colab. There it clones the course and runs this file as a script (`python rlhf_core/colab.py`), which
 installs the course's requirements *except torch* — Colab's own torch build stays — and the course itself without
 its dependencies, then goes on in the course's notebooks folder. A CPU runtime is enough: the course is built for
-CPUs, and its code runs on the CPU.
+CPUs (on a GPU runtime its models go to the GPU: `models.default_device`).
 
 The course's address is `REPOSITORY`; a fork sets its own there and rewrites badges and cells with
 

@@ -35,3 +35,10 @@ def run_notebook():
 
     yield run
     km.shutdown_kernel(now=True)
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """The browser test (tests/test_browser.py) last, after the notebooks: it opens notebook 04, which loads the SFT
+    model and reward model that notebooks 02 and 03 save, so run after them it reuses them instead of training its own.
+    A stable sort: everything else keeps its order."""
+    items.sort(key=lambda item: item.nodeid.startswith("tests/test_browser.py"))

@@ -427,6 +427,22 @@ def test_the_ppo_benchmark_times_every_phase(capsys):
         assert phase in printed, printed
 
 
+def test_the_gpu_benchmark_says_what_to_do_without_a_gpu_and_times_ppo_with_one(monkeypatch, capsys):
+    import benchmarks.gpu as benchmark
+
+    monkeypatch.delenv("RLHF_DEVICE", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(SystemExit, match=r"No GPU here.*--device cpu --quick"):
+        benchmark.main([])
+    # the PPO part on the CPU, with the tiny model standing in for GPT-2 small (124M takes a minute here)
+    monkeypatch.setattr(benchmark, "gpt2_small", lambda device: (*load_base("tiny", device=device), "the tiny model"))
+    monkeypatch.setenv("RLHF_DEVICE", "cpu")  # what --device cpu sets, restored after the test
+    benchmark.main(["--device", "cpu", "--quick", "--skip-pipeline"])
+    printed = capsys.readouterr().out
+    assert "device: cpu" in printed and "PPO at GPT-2 small's size" in printed, printed
+    assert "episodes/s" in printed and "peak RSS" in printed, printed
+
+
 def test_the_reward_step_benchmark_times_every_layout(capsys):
     import benchmarks.reward_step as benchmark
 

@@ -62,8 +62,9 @@ def default_device():
     Every stage loads or builds its models on this device (`load_base`, the reward and value heads, pretraining),
     and everything after follows the model it feeds: inputs move to `model_device(model)` where they enter a model,
     so sampling, scoring and the losses run where the weights are. Random numbers always come from CPU generators,
-    so a seed draws the same uniforms on either device. The course is sized for CPUs: on a GPU the tiny models are
-    launch-bound and gain little (benchmarks/gpu.py measures it); larger bodies gain.
+    so a seed draws the same uniforms on either device. The course is sized for CPUs: expect a one-million-parameter
+    model to gain little on a GPU, whose kernels it is too small to fill, and larger bodies to gain (benchmarks/gpu.py
+    measures both where there is a GPU).
     """
     import torch
 

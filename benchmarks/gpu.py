@@ -8,7 +8,7 @@ process's resident set on the CPU. Nothing asserts a time.
 
 1. `rlhf_core.pipeline` at the tiny size, every run of it (SFT, the reward model, PPO, PPO-ptx, the perfect reward,
    DPO, RLOO, the small model's SFT, the evaluation) as `python -m rlhf_core.pipeline` runs them, with the seconds
-   of each stage from its results.json. The models are ~1M parameters: a GPU is launch-bound on them, so expect
+   of each stage from its results.json. The models are ~1M parameters, too small to fill a GPU's kernels: expect
    little gain over a CPU here; the point is that every stage runs where `models.default_device()` says.
 2. PPO at GPT-2 small's shape (12 layers, 768 wide, 50,257-token vocabulary: 124M parameters), with the course's
    PPOConfig (64 episodes of up to 32 new tokens, 2 epochs of minibatches of 16): the real GPT-2 if the Hugging

@@ -30,7 +30,7 @@ from safetensors.torch import save_file
 from torch import nn
 from transformers import AutoModel, DynamicCache
 
-from .models import default_device, model_device
+from .models import default_device, model_device, on_model_device
 from .sequences import (pack_query_response, position_ids_from_mask, response_positions, tokenize_prompts,
                         tokenize_responses)
 
@@ -86,7 +86,7 @@ class ScalarHeadModel(nn.Module):
 
         Position ids come from the mask, so left padding does not shift the prompt. Inputs move to the model's device.
         """
-        input_ids, attention_mask = self.on_device(input_ids, attention_mask)
+        input_ids, attention_mask = on_model_device(self, input_ids, attention_mask)
         hidden = self.backbone(
             input_ids=input_ids,
             attention_mask=attention_mask.long(),
@@ -97,11 +97,6 @@ class ScalarHeadModel(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         return self.per_position(input_ids, attention_mask)
-
-    def on_device(self, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """The tensors on this model's device (where its weights are): inputs follow the model."""
-        device = self.head.weight.device
-        return tuple(t.to(device) for t in tensors)
 
     # ---- checkpoints --------------------------------------------------------------------------
 
@@ -167,7 +162,7 @@ class RewardModel(ScalarHeadModel):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """input_ids (B, L), attention_mask (B, L) -> scores (B,), on the model's device."""
-        input_ids, attention_mask = self.on_device(input_ids, attention_mask)
+        input_ids, attention_mask = on_model_device(self, input_ids, attention_mask)
         per_position = self.per_position(input_ids, attention_mask)  # (B, L)
         last = last_token_index(attention_mask)  # (B,)
         score = per_position.gather(1, last.unsqueeze(1)).squeeze(1)  # (B, L) -> (B,)
@@ -185,8 +180,8 @@ class RewardModel(ScalarHeadModel):
         (as `score_in_length_chunks`). Same scores and gradients as forward on the joined rows, to float rounding;
         a training step of the course's reward model takes about 0.8 of the time.
         """
-        query_ids, query_mask, response_ids, response_mask = self.on_device(query_ids, query_mask, response_ids,
-                                                                            response_mask)
+        query_ids, query_mask, response_ids, response_mask = on_model_device(self, query_ids, query_mask,
+                                                                                 response_ids, response_mask)
         k = response_ids.shape[0] // query_ids.shape[0]
         if k * query_ids.shape[0] != response_ids.shape[0]:
             raise ValueError(f"{response_ids.shape[0]} answers for {query_ids.shape[0]} prompts: give the same number "
@@ -254,8 +249,8 @@ class ValueModel(ScalarHeadModel):
         and rewards line up index for index in GAE.
         The pass runs on the packed rows (`pack_query_response`): the same values, less work.
         """
-        query_ids, query_mask, response_ids, response_mask = self.on_device(query_ids, query_mask, response_ids,
-                                                                            response_mask)
+        query_ids, query_mask, response_ids, response_mask = on_model_device(self, query_ids, query_mask,
+                                                                                 response_ids, response_mask)
         T = response_ids.shape[1]
         input_ids, attention_mask, prompt_lengths = pack_query_response(query_ids, query_mask, response_ids,
                                                                         response_mask)

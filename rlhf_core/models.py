@@ -93,6 +93,12 @@ def model_device(model):
     return param.device if param is not None else torch.device("cpu")
 
 
+def on_model_device(model, *tensors):
+    """The tensors moved to `model_device(model)`, as a tuple: inputs follow the model they enter."""
+    device = model_device(model)
+    return tuple(t.to(device) for t in tensors)
+
+
 def build_tokenizer(texts, vocab_size: int = 1024):
     """Train a byte-level BPE tokenizer (GPT-2's kind) on `texts`, wrapped as a transformers tokenizer."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers

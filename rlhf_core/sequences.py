@@ -36,7 +36,7 @@ from dataclasses import dataclass, fields
 import torch
 import torch.nn.functional as F
 
-from .models import model_device
+from .models import model_device, on_model_device
 
 
 def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
@@ -169,9 +169,8 @@ def forward_response(model, query_ids, query_mask, response_ids, response_mask, 
     the logits of the policy pi whose log-probs are returned, ready for an entropy bonus without a
     second pass. logprobs are 0 on padding; response_logits are not masked. Both are on the model's device.
     """
-    device = model_device(model)
-    query_ids, query_mask, response_ids, response_mask = (t.to(device) for t in (query_ids, query_mask, response_ids,
-                                                                                   response_mask))
+    query_ids, query_mask, response_ids, response_mask = on_model_device(model, query_ids, query_mask, response_ids,
+                                                                         response_mask)
     T = response_ids.shape[1]
     input_ids, attention_mask, prompt_lengths = pack_query_response(query_ids, query_mask, response_ids, response_mask)
     first = int(prompt_lengths.min()) - 1  # the earliest position whose logits are needed

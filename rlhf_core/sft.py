@@ -17,7 +17,7 @@ import torch
 from . import provenance
 from .data import load_split
 from .losses import sft_loss
-from .models import gradient_step, load_base, model_device, save_checkpoint
+from .models import gradient_step, load_base, on_model_device, save_checkpoint
 from .sequences import concat_query_response, position_ids_from_mask, tokenize_prompts, tokenize_responses
 from .world import DATA_DIR
 
@@ -50,8 +50,7 @@ def sft_batch(tokenizer, prompts: list[str], responses: list[str]):
 
 def batch_sft_loss(model, tokenizer, prompts: list[str], responses: list[str]) -> torch.Tensor:
     """The SFT loss (mean cross-entropy on response tokens) of one batch of demonstrations."""
-    device = model_device(model)
-    input_ids, attention_mask, response_mask = (t.to(device) for t in sft_batch(tokenizer, prompts, responses))
+    input_ids, attention_mask, response_mask = on_model_device(model, *sft_batch(tokenizer, prompts, responses))
     logits = model(input_ids=input_ids, attention_mask=attention_mask.long(),
                    position_ids=position_ids_from_mask(attention_mask)).logits   # (B, L, V)
     return sft_loss(logits, input_ids, response_mask)

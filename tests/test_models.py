@@ -161,7 +161,7 @@ def test_models_are_loaded_where_default_device_says(monkeypatch, tmp_path):
     import rlhf_core.heads
     import rlhf_core.models
     from rlhf_core.heads import LabelerReward, RewardModel
-    from rlhf_core.models import model_device
+    from rlhf_core.models import model_device, on_model_device
 
     model, tokenizer = load_base("tiny")
     assert model_device(model) == torch.device("cpu")  # no GPU here
@@ -169,7 +169,10 @@ def test_models_are_loaded_where_default_device_says(monkeypatch, tmp_path):
     meta = lambda: torch.device("meta")  # a device other than the CPU that needs no hardware  # noqa: E731
     monkeypatch.setattr(rlhf_core.models, "default_device", meta)
     monkeypatch.setattr(rlhf_core.heads, "default_device", meta)
-    assert model_device(load_base("tiny")[0]).type == "meta"
+    on_meta = load_base("tiny")[0]
+    assert model_device(on_meta).type == "meta"
+    ids, mask = on_model_device(on_meta, torch.ones(2, 3, dtype=torch.long), torch.ones(2, 3, dtype=torch.bool))
+    assert ids.device.type == mask.device.type == "meta" and ids.dtype == torch.long  # inputs follow the weights
     assert model_device(load_base("tiny", device="cpu")[0]).type == "cpu"  # an explicit device wins
     assert model_device(RewardModel.from_pretrained(tmp_path / "rm")).type == "meta"
     assert model_device(LabelerReward(tokenizer)) == torch.device("cpu")  # no weights: the CPU

@@ -43,11 +43,11 @@ def parse(argv: list[str] | None):
 def main(argv: list[str] | None = None) -> None:
     args = parse(argv)
     if args.device:
-        os.environ["RLHF_DEVICE"] = args.device  # read by rlhf_core.models.default_device, the course's one choice
+        os.environ["RLHF_DEVICE"] = args.device  # read by rlhf_core.models.loading.default_device, the course's one choice
     import torch
     import transformers
 
-    from rlhf_core.models import default_device
+    from rlhf_core.models.loading import default_device
 
     transformers.utils.logging.disable_progress_bar()  # the "Loading weights" bar of every from_pretrained
 
@@ -108,7 +108,7 @@ def pipeline_on(device, quick: bool) -> None:
 
 def gpt2_small(device):
     """(model, tokenizer, where from): the real GPT-2 if it can be had, else random weights of its shape."""
-    from rlhf_core.models import OfflineError, gpt2_config, load_base, new_model, use_fused_gelu
+    from rlhf_core.models.loading import OfflineError, gpt2_config, load_base, new_model, use_fused_gelu
 
     try:
         model, tokenizer = load_base("gpt2", device=device)
@@ -126,9 +126,9 @@ def ppo_at_gpt2_small(device, quick: bool, iterations: int) -> None:
     import torch
 
     from rlhf_core import load_split
-    from rlhf_core.heads import RewardModel
-    from rlhf_core.models import count_parameters
-    from rlhf_core.ppo import PPOConfig, PPOTrainer
+    from rlhf_core.models.heads import RewardModel
+    from rlhf_core.models.loading import count_parameters
+    from rlhf_core.stages.ppo import PPOConfig, PPOTrainer
 
     torch.manual_seed(0)
     policy, tokenizer, source = gpt2_small(device)

@@ -18,8 +18,8 @@ import time
 import torch
 
 from rlhf_core import load_base, load_split
-from rlhf_core.heads import RewardModel
-from rlhf_core.ppo import PPOConfig, PPOTrainer
+from rlhf_core.models.heads import RewardModel
+from rlhf_core.stages.ppo import PPOConfig, PPOTrainer
 
 
 def timed_step(trainer: PPOTrainer) -> dict[str, float]:

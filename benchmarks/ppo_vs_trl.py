@@ -49,7 +49,8 @@ import tempfile
 import time
 
 EPISODES, MINIBATCH, EPOCHS, MAX_NEW_TOKENS, TEMPERATURE, KL_COEF = 64, 16, 4, 32, 1.0, 0.2
-MISSING_EOS_PENALTY, LR, VALUE_COEF = 1.0, 1e-5, 0.5
+MISSING_EOS_PENALTY, LR = 1.0, 1e-5
+VALUE_COEF = 0.5  # TRL's weight of the value loss in its one loss; rlhf_core's critic has its own optimizer, no weight
 
 
 def peak_rss_mb() -> float:
@@ -59,7 +60,7 @@ def peak_rss_mb() -> float:
 def build_models(model_name: str):
     """The shipped base, its tokenizer, the course's reward model built from it, and the PPO prompts."""
     from rlhf_core import load_base, load_split
-    from rlhf_core.heads import RewardModel
+    from rlhf_core.models.heads import RewardModel
 
     policy, tokenizer = load_base(model_name)
     return policy, tokenizer, RewardModel.from_causal_lm(policy), list(load_split("ppo")["prompt"])
@@ -69,11 +70,11 @@ def run_rlhf_core(model_name: str, iterations: int) -> tuple[list[float], float]
     """Seconds of each PPOTrainer.step() after one warm-up, and the peak RSS before the first step."""
     import copy
 
-    from rlhf_core.ppo import PPOConfig, PPOTrainer
+    from rlhf_core.stages.ppo import PPOConfig, PPOTrainer
 
     policy, tokenizer, reward_model, prompts = build_models(model_name)
     config = PPOConfig(batch_size=EPISODES, minibatch_size=MINIBATCH, ppo_epochs=EPOCHS, lr=LR,
-                       clip_range=0.2, value_clip_range=0.2, value_coef=VALUE_COEF, gamma=1.0, lam=0.95,
+                       clip_range=0.2, value_clip_range=0.2, gamma=1.0, lam=0.95,
                        init_kl_coef=KL_COEF, adaptive_kl=False, temperature=TEMPERATURE,
                        max_new_tokens=MAX_NEW_TOKENS,
                        missing_eos_max_score=-MISSING_EOS_PENALTY)  # a cap where TRL subtracts: the same work

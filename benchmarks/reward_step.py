@@ -23,12 +23,12 @@ import time
 import torch
 
 from rlhf_core import SimulatedLabeler, load_base, load_split
-from rlhf_core.heads import RewardModel
+from rlhf_core.models.heads import RewardModel
 from rlhf_core.losses import ranking_loss
-from rlhf_core.reward import RewardConfig, collect_comparisons, comparison_scores
-from rlhf_core.sequences import (concat_query_response, pack_query_response, score_in_length_chunks, tokenize_prompts,
-                                 tokenize_responses)
-from rlhf_core.sft import load_or_train_sft
+from rlhf_core.stages.reward import RewardConfig, collect_comparisons, comparison_scores
+from rlhf_core.models.sequences import (concat_query_response, pack_query_response, score_in_length_chunks,
+                                        tokenize_prompts, tokenize_responses)
+from rlhf_core.stages.sft import load_or_train_sft
 
 
 def padded_scores(reward_model, tokenizer, comparisons: list[dict]) -> torch.Tensor:

@@ -10,7 +10,13 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from .labeler import SimulatedLabeler
+import torch
+
+from .common.seeds import derive_seed
+from .models.heads import score_texts
+from .models.sequences import generate, response_logprobs, sample_responses, stream_loss, token_stream
+from .world.data import few_shot_prompts, heldout_pretrain_texts
+from .world.labeler import SimulatedLabeler
 
 # InstructGPT §4.2 asked for "a polite, respectful, and unbiased" completion to see whether models follow it.
 # Our models know one format, the chat turn, so the request is a turn of its own before the question.
@@ -113,8 +119,6 @@ def best_of_n_gold(rewards: Sequence, gold: Sequence, ns: Iterable[int]) -> dict
     policy itself, and the larger n the harder the reward is pushed — by at most `best_of_n_kl(n)` nats — so a
     reward model that is wrong where it is most confident picks *worse* answers as n grows.
     """
-    import torch
-
     ns = list(ns)
     rewards = torch.as_tensor(rewards, dtype=torch.float64, device="cpu")
     gold = torch.as_tensor(gold, dtype=torch.float64, device="cpu")
@@ -135,22 +139,6 @@ def best_of_n_kl(n: int) -> float:
     return math.log(n) - (n - 1) / n
 
 
-def sample_responses(model, tokenizer, prompts: list[str], max_new_tokens: int = 32, temperature: float = 1.0,
-                     seed: int = 0, batch_size: int = 512, greedy: bool = False) -> list[str]:
-    """One sampled response per prompt (the course's evaluation decoding: the policy's own distribution)."""
-    import torch
-
-    from .sequences import generate
-
-    generator = torch.Generator().manual_seed(seed)
-    responses: list[str] = []
-    for i in range(0, len(prompts), batch_size):
-        rollout = generate(model, tokenizer, list(prompts[i:i + batch_size]), max_new_tokens=max_new_tokens,
-                           temperature=temperature, generator=generator, greedy=greedy)
-        responses.extend(rollout.texts(tokenizer))
-    return responses
-
-
 def evaluate_model(model, tokenizer, prompts: list[str], labeler: SimulatedLabeler | None = None, **sampling):
     """Sample a response per prompt and judge it: returns (responses, judgements, summary)."""
     responses = sample_responses(model, tokenizer, prompts, **sampling)
@@ -166,10 +154,6 @@ def policy_kl(policy, ref_model, tokenizer, prompts: list[str], max_new_tokens: 
     sampled at `temperature`, π_ref is `ref_model` at `ref_temperature` (None: the same temperature); so
     policy_kl(sft, sft, ..., temperature=0.7, ref_temperature=1.0) is what sampling SFT at T = 0.7 costs in KL.
     """
-    import torch
-
-    from .sequences import generate, response_logprobs
-
     generator = torch.Generator().manual_seed(seed)
     total = 0.0
     for i in range(0, len(prompts), batch_size):
@@ -178,7 +162,7 @@ def policy_kl(policy, ref_model, tokenizer, prompts: list[str], max_new_tokens: 
         with torch.no_grad():
             ref = response_logprobs(ref_model, rollout.query_ids, rollout.query_mask, rollout.response_ids,
                                     rollout.response_mask, temperature if ref_temperature is None else ref_temperature)
-        total += (rollout.logprobs - ref).masked_fill(~rollout.response_mask, 0.0).sum().item()
+        total += rollout.kl_per_response(ref).sum().item()
     return total / len(prompts)
 
 
@@ -199,7 +183,8 @@ def decoding_ceilings(model, tokenizer, prompts: list[str], labeler: SimulatedLa
     """
     labeler = labeler or SimulatedLabeler()
     n_max = max(best_of, default=1)
-    samples = [sample_responses(model, tokenizer, prompts, seed=seed + i) for i in range(n_max)]  # n_max × P
+    samples = [sample_responses(model, tokenizer, prompts, seed=derive_seed(seed, "best_of_n", i))
+               for i in range(n_max)]  # n_max × P
     gold = [[labeler.score(p, r) for p, r in zip(prompts, answers)] for answers in samples]       # n_max × P
     runs = {f"t{t:g}": sample_responses(model, tokenizer, prompts, temperature=t, seed=seed) for t in temperatures}
     runs["greedy"] = sample_responses(model, tokenizer, prompts, greedy=True)
@@ -215,8 +200,6 @@ def decoding_ceilings(model, tokenizer, prompts: list[str], labeler: SimulatedLa
         result[f"labeler_best_of_{n}"] = {"gold": sum(best) / len(best), "win_rate": win_rate(best, gold[0]),
                                           "kl": best_of_n_kl(n)}
     if reward_model is not None:
-        from .heads import score_texts
-
         scores = [score_texts(reward_model, tokenizer, prompts, answers).tolist() for answers in samples]  # n_max × P
         for n in best_of:
             picks = [max(range(n), key=lambda i: scores[i][p]) for p in range(len(prompts))]  # the first of equals
@@ -231,22 +214,12 @@ def respectful_prompts(prompts: list[str]) -> list[str]:
     return [RESPECTFUL_TURN + p for p in prompts]
 
 
-def heldout_pretrain_texts() -> list[str]:
-    """The pretraining documents no model trained on (the corpus's last `PretrainConfig.heldout_fraction`)."""
-    from .data import load_split
-    from .pretrain import PretrainConfig, split_corpus
-
-    return split_corpus(list(load_split("pretrain")["text"]), PretrainConfig().heldout_fraction)[1]
-
-
 def perplexity(model, tokenizer, texts: list[str], seq_len: int = 128, batch_size: int = 32) -> float:
     """exp(mean next-token loss) on `texts`, joined with EOS and cut into consecutive windows of `seq_len`.
 
     The alignment tax of InstructGPT §4.2, measured as the pretraining objective itself: how much worse a model
     predicts held-out "internet" text after alignment. Uniform predictions give the vocabulary size.
     """
-    from .pretrain import stream_loss, token_stream
-
     stream = token_stream(tokenizer, list(texts))
     if len(stream) <= seq_len:
         raise ValueError(f"perplexity needs more than seq_len = {seq_len} tokens of text, got {len(stream)}; "
@@ -270,7 +243,6 @@ def evaluate_suite(models: dict, tokenizer, prompts: list[str], labeler: Simulat
     """
     from tqdm.auto import tqdm
 
-    from .show import few_shot_prompts
 
     runs = {name: (model, prompts) for name, model in models.items()}
     if demonstrations is not None and "base" in models:

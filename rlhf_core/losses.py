@@ -14,16 +14,18 @@ function checks that. Masks may be bool or 0/1 integer/float tensors (an ``atten
 Padding never changes a result: every function first sets padded entries to 0 (``torch.where``),
 so huge numbers left there reach neither a mean nor a gradient (their gradient is exactly 0).
 
-Bad input raises ``ValueError`` naming the problem and the fix. The checks live in the private
-helpers at the bottom of this file so that the functions themselves read like the equations.
+Bad input raises ``ValueError`` naming the problem and the fix. The checks live in
+``rlhf_core.validation`` so that the functions themselves read like the equations.
 """
-
 from __future__ import annotations
 
 import math
 
 import torch
 import torch.nn.functional as F
+
+from .validation import (as_bool_mask, as_prefix_mask, check_clip_range, check_no_nan, check_shape, grouped,
+                         masked_inputs, rows)
 
 __all__ = [
     "masked_mean",
@@ -41,6 +43,7 @@ __all__ = [
     "dpo_loss",
     "rloo_advantages",
     "grpo_advantages",
+    "entropy",
 ]
 
 KL_ESTIMATORS = ("k1", "k2", "k3")
@@ -60,7 +63,7 @@ def masked_mean(x: torch.Tensor, mask: torch.Tensor, dim: int | None = None) -> 
     >>> masked_mean(torch.tensor([[1., 2., 99.]]), torch.tensor([[True, True, False]]))
     tensor(1.5000)
     """
-    mask = _as_bool_mask(mask, x.shape)
+    mask = as_bool_mask(mask, x.shape)
     count = mask.sum() if dim is None else mask.sum(dim)
     if (count == 0).any():
         raise ValueError(f"masked_mean: the mask selects no entries (along dim={dim}); "
@@ -74,7 +77,7 @@ def masked_var(x: torch.Tensor, mask: torch.Tensor, unbiased: bool = True) -> to
 
     ``unbiased=True`` (the default, as in TRL) divides by N − 1 and needs N ≥ 2 valid entries.
     """
-    mask = _as_bool_mask(mask, x.shape)
+    mask = as_bool_mask(mask, x.shape)
     n = int(mask.sum())
     if n < 1 + int(unbiased):
         raise ValueError(f"masked_var: {n} valid entries; the {'unbiased ' if unbiased else ''}"
@@ -92,8 +95,8 @@ def whiten(x: torch.Tensor, mask: torch.Tensor | None = None, shift_mean: bool =
     with eps = 1e-8 inside the square root. ``shift_mean=False`` rescales without centring: the mean
     is added back (used for rewards, whose sign carries meaning).
     """
-    mask = torch.ones_like(x, dtype=torch.bool) if mask is None else _as_bool_mask(mask, x.shape)
-    (x,) = _masked_inputs(mask, x=x)
+    mask = torch.ones_like(x, dtype=torch.bool) if mask is None else as_bool_mask(mask, x.shape)
+    (x,) = masked_inputs(mask, x=x)
     mean = masked_mean(x, mask)                          # ()
     var = masked_var(x, mask, unbiased=True)             # ()
     whitened = (x - mean) * torch.rsqrt(var + 1e-8)      # (...)
@@ -122,8 +125,8 @@ def sft_loss(logits: torch.Tensor, input_ids: torch.Tensor, response_mask: torch
     """
     if logits.dim() != 3:
         raise ValueError(f"sft_loss: logits must be (B, L, V), got shape {tuple(logits.shape)}.")
-    _check_shape("input_ids", input_ids, logits.shape[:2], "logits.shape[:2]")
-    response_mask = _as_bool_mask(response_mask, input_ids.shape, "response_mask")
+    check_shape("input_ids", input_ids, logits.shape[:2], "logits.shape[:2]")
+    response_mask = as_bool_mask(response_mask, input_ids.shape, "response_mask")
     if response_mask[:, 0].any():
         raise ValueError("sft_loss: response_mask[:, 0] is True, but token 0 has no preceding logit "
                          "to predict it; a response must follow at least one prompt token.")
@@ -132,7 +135,7 @@ def sft_loss(logits: torch.Tensor, input_ids: torch.Tensor, response_mask: torch
     target_ids = input_ids[:, 1:][targets]               # (N,)
     if predicted_logits.shape[0] == 0:
         raise ValueError("sft_loss: response_mask selects no tokens; mark the demonstration tokens.")
-    _check_no_nan("logits", predicted_logits)
+    check_no_nan("logits", predicted_logits)
     return F.cross_entropy(predicted_logits, target_ids)   # mean over the N targets
 
 
@@ -155,12 +158,12 @@ def ranking_loss(rewards: torch.Tensor, mask: torch.Tensor | None = None) -> tor
     if rewards.dim() != 2 or rewards.shape[1] < 2:
         raise ValueError(f"ranking_loss: rewards must be (B, K) with K >= 2 ranked completions, "
                          f"got shape {tuple(rewards.shape)}.")
-    mask = torch.ones_like(rewards, dtype=torch.bool) if mask is None else _as_bool_mask(mask, rewards.shape)
+    mask = torch.ones_like(rewards, dtype=torch.bool) if mask is None else as_bool_mask(mask, rewards.shape)
     n_valid = mask.sum(1)                                                        # (B,)
     if (n_valid < 2).any():
-        raise ValueError(f"ranking_loss: rows {_rows(n_valid < 2)} have fewer than two valid "
+        raise ValueError(f"ranking_loss: rows {rows(n_valid < 2)} have fewer than two valid "
                          "completions; drop those prompts (a ranking needs at least a pair).")
-    (rewards,) = _masked_inputs(mask, rewards=rewards)
+    (rewards,) = masked_inputs(mask, rewards=rewards)
     K = rewards.shape[1]
     margin = rewards[:, :, None] - rewards[:, None, :]                           # (B, K, K): r_i - r_j
     better_first = torch.ones(K, K, dtype=torch.bool, device=rewards.device).triu(1)  # (K, K): i < j
@@ -192,15 +195,22 @@ def rlhf_rewards(scores: torch.Tensor, logprobs: torch.Tensor, ref_logprobs: tor
     if kl_coef < 0:
         raise ValueError(f"rlhf_rewards: kl_coef = {kl_coef} < 0 would reward drifting from the "
                          "reference model; pass kl_coef >= 0.")
-    mask = _as_prefix_mask(mask, logprobs.shape, need_one=True)
-    _check_shape("scores", scores, mask.shape[:1], "(B,)")
-    _check_no_nan("scores", scores)
-    logprobs, ref_logprobs = _masked_inputs(mask, logprobs=logprobs, ref_logprobs=ref_logprobs)
+    mask = as_prefix_mask(mask, logprobs.shape, need_one=True)
+    check_shape("scores", scores, mask.shape[:1], "(B,)")
+    check_no_nan("scores", scores)
+    logprobs, ref_logprobs = masked_inputs(mask, logprobs=logprobs, ref_logprobs=ref_logprobs)
     next_is_padding = ~torch.cat([mask[:, 1:], torch.zeros_like(mask[:, :1])], dim=1)  # (B, T)
     is_last = mask & next_is_padding                                 # (B, T): one True per row
     kl_penalty = -kl_coef * (logprobs - ref_logprobs)                # (B, T)
     score_at_end = torch.where(is_last, scores[:, None], 0.0)        # (B, T)
     return torch.where(mask, kl_penalty + score_at_end, 0.0)
+
+
+def entropy(logits: torch.Tensor) -> torch.Tensor:
+    """H = −Σ_v π(v) log π(v) at each position: logits (..., V) → (...). PPO logs its mean over response tokens
+    (``policy/entropy``); it falls as the policy sharpens."""
+    logp = logits.log_softmax(-1)
+    return -(logp.exp() * logp).sum(-1)
 
 
 def kl_per_token(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, estimator: str = "k1") -> torch.Tensor:
@@ -222,7 +232,7 @@ def kl_per_token(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, estimator: 
     """
     if estimator not in KL_ESTIMATORS:
         raise ValueError(f"kl_per_token: unknown estimator {estimator!r}; use one of {KL_ESTIMATORS}.")
-    _check_shape("ref_logprobs", ref_logprobs, logprobs.shape, "logprobs.shape")
+    check_shape("ref_logprobs", ref_logprobs, logprobs.shape, "logprobs.shape")
     log_ratio = ref_logprobs - logprobs                  # (...): log r = log π_ref/π
     if estimator == "k1":
         return -log_ratio
@@ -254,9 +264,9 @@ def compute_gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor,
     """
     if not (0.0 <= gamma <= 1.0 and 0.0 <= lam <= 1.0):
         raise ValueError(f"compute_gae: need 0 <= gamma <= 1 and 0 <= lam <= 1, got gamma={gamma}, lam={lam}.")
-    mask = _as_prefix_mask(mask, rewards.shape)
+    mask = as_prefix_mask(mask, rewards.shape)
     with torch.no_grad():
-        rewards, values = _masked_inputs(mask, rewards=rewards, values=values)  # padding -> 0
+        rewards, values = masked_inputs(mask, rewards=rewards, values=values)  # padding -> 0
         advantages = torch.zeros_like(values)                                   # (B, T)
         next_value = torch.zeros_like(values[:, 0])                             # (B,): V_{t+1}
         next_advantage = torch.zeros_like(values[:, 0])                         # (B,): A_{t+1}
@@ -294,9 +304,9 @@ def ppo_policy_loss(logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantag
     ``approx_kl`` — mean of ½(log π_θ − log π_θ_old)², the k2 estimate of KL(π_θ_old ‖ π_θ);
     ``ratio_mean`` — mean of ρ_t (1 at the first epoch of a batch).
     """
-    _check_clip_range(clip_range)
-    mask = _as_bool_mask(mask, logprobs.shape)
-    logprobs, old_logprobs, advantages = _masked_inputs(
+    check_clip_range(clip_range)
+    mask = as_bool_mask(mask, logprobs.shape)
+    logprobs, old_logprobs, advantages = masked_inputs(
         mask, logprobs=logprobs, old_logprobs=old_logprobs, advantages=advantages)
     log_ratio = logprobs - old_logprobs                                          # (B, T)
     ratio = torch.exp(log_ratio)                                                 # (B, T): ρ_t
@@ -330,9 +340,9 @@ def value_loss(values: torch.Tensor, old_values: torch.Tensor, returns: torch.Te
     stats: ``clipfrac`` — fraction of valid tokens where the clipped term is strictly larger
     (those tokens get no gradient); ``mean_value`` — mean of V; ``mean_return`` — mean of R.
     """
-    _check_clip_range(clip_range)
-    mask = _as_bool_mask(mask, values.shape)
-    values, old_values, returns = _masked_inputs(
+    check_clip_range(clip_range)
+    mask = as_bool_mask(mask, values.shape)
+    values, old_values, returns = masked_inputs(
         mask, values=values, old_values=old_values, returns=returns)
     values_clipped = old_values + torch.clamp(values - old_values, -clip_range, clip_range)  # (B, T)
     loss_unclipped = (values - returns) ** 2                                     # (B, T)
@@ -422,8 +432,8 @@ def dpo_loss(policy_chosen_logps: torch.Tensor, policy_rejected_logps: torch.Ten
     named = dict(policy_chosen_logps=policy_chosen_logps, policy_rejected_logps=policy_rejected_logps,
                  ref_chosen_logps=ref_chosen_logps, ref_rejected_logps=ref_rejected_logps)
     for name, tensor in named.items():
-        _check_shape(name, tensor, policy_chosen_logps.shape, "policy_chosen_logps.shape")
-        _check_no_nan(name, tensor)
+        check_shape(name, tensor, policy_chosen_logps.shape, "policy_chosen_logps.shape")
+        check_no_nan(name, tensor)
     chosen_log_ratio = policy_chosen_logps - ref_chosen_logps            # (B,)
     rejected_log_ratio = policy_rejected_logps - ref_rejected_logps      # (B,)
     loss = -F.logsigmoid(beta * (chosen_log_ratio - rejected_log_ratio)).mean()  # ()
@@ -448,7 +458,7 @@ def rloo_advantages(returns: torch.Tensor, k: int) -> torch.Tensor:
     gradient stays unbiased. It replaces the critic: a prompt's other answers say how good a typical answer
     to *this* prompt is, which is what V(x) was trained to say. Equal returns give advantages of 0.
     """
-    returns = _grouped(returns, k, "rloo_advantages")                          # (B/k, k)
+    returns = grouped(returns, k, "rloo_advantages")                          # (B/k, k)
     baseline = (returns.sum(1, keepdim=True) - returns) / (k - 1)              # (B/k, k): mean of the others
     return (returns - baseline).flatten()                                       # (B,)
 
@@ -468,14 +478,14 @@ def grpo_advantages(returns: torch.Tensor, k: int, eps: float = 1e-4) -> torch.T
     Every prompt's answers are centred and scaled on their own, so an easy prompt (all answers good) and a
     hard one (all bad) push equally hard; only the ranking of answers *within* a prompt matters.
     """
-    returns = _grouped(returns, k, "grpo_advantages")                          # (B/k, k)
+    returns = grouped(returns, k, "grpo_advantages")                          # (B/k, k)
     mean = returns.mean(1, keepdim=True)                                        # (B/k, 1)
     std = returns.std(1, keepdim=True)                                          # (B/k, 1), unbiased
     return ((returns - mean) / (std + eps)).flatten()                           # (B,)
 
 
 # --------------------------------------------------------------------------------------------------
-# Private helpers: numerics and input validation
+# Private helper: numerics
 # --------------------------------------------------------------------------------------------------
 
 def _expm1_minus_identity(d: torch.Tensor) -> torch.Tensor:
@@ -487,74 +497,3 @@ def _expm1_minus_identity(d: torch.Tensor) -> torch.Tensor:
     taylor = d * d * series
     # |d| >= 0.5: the result is >= 0.1, so subtracting d loses at most a few ulp.
     return torch.where(d.abs() < 0.5, taylor, torch.expm1(d) - d)
-
-
-def _rows(bad: torch.Tensor, limit: int = 5) -> list[int]:
-    return bad.nonzero().flatten()[:limit].tolist()
-
-
-def _check_shape(name: str, tensor: torch.Tensor, shape, expected: str) -> None:
-    if tuple(tensor.shape) != tuple(shape):
-        raise ValueError(f"{name} has shape {tuple(tensor.shape)} but must match {expected} = "
-                         f"{tuple(shape)}; check that both come from the same batch.")
-
-
-def _check_no_nan(name: str, values: torch.Tensor) -> None:
-    if values.is_floating_point() and torch.isnan(values).any():
-        raise ValueError(f"{name} contains NaN on valid entries; it would poison the mean. "
-                         "Find where it came from (an overflow, log of 0, a division by 0).")
-
-
-def _check_clip_range(clip_range: float) -> None:
-    if clip_range <= 0:
-        raise ValueError(f"clip_range = {clip_range}; pass ε > 0 (0.2 is the usual value).")
-
-
-def _as_bool_mask(mask: torch.Tensor, shape, name: str = "mask") -> torch.Tensor:
-    """Check the mask's shape and values and return it as bool."""
-    _check_shape(name, mask, shape, "the data's shape")
-    if mask.dtype != torch.bool:
-        if not ((mask == 0) | (mask == 1)).all():
-            raise ValueError(f"{name} must be bool or hold only 0 and 1 (1 = real token).")
-        mask = mask.bool()
-    return mask
-
-
-def _as_prefix_mask(mask: torch.Tensor, shape, need_one: bool = False) -> torch.Tensor:
-    """A (B, T) bool mask whose True entries form a prefix of every row (optionally non-empty)."""
-    if len(shape) != 2:
-        raise ValueError(f"expected (B, T) tensors, got shape {tuple(shape)}.")
-    mask = _as_bool_mask(mask, shape)
-    holes = mask[:, 1:] & ~mask[:, :-1]                 # a True right after a False
-    if holes.any():
-        raise ValueError(f"mask rows {_rows(holes.any(1))} are not a prefix: responses must start at "
-                         "position 0 and be padded after their end (right padding), with no gaps.")
-    if need_one and not mask[:, 0].all():
-        raise ValueError(f"mask rows {_rows(~mask[:, 0])} have no valid token; drop empty responses "
-                         "(they have no last token to receive the score).")
-    return mask
-
-
-def _masked_inputs(mask: torch.Tensor, **tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """Check each tensor has the mask's shape and no NaN on valid entries; return them with
-    padding set to 0, so whatever sits there reaches neither a result nor a gradient."""
-    out = []
-    for name, tensor in tensors.items():
-        _check_shape(name, tensor, mask.shape, "mask.shape")
-        _check_no_nan(name, tensor[mask])
-        out.append(torch.where(mask, tensor, 0.0))
-    return tuple(out)
-
-
-def _grouped(returns: torch.Tensor, k: int, name: str) -> torch.Tensor:
-    """(B,) returns, k answers per prompt in consecutive rows -> (B/k, k), after checking k and the shape."""
-    if returns.dim() != 1:
-        raise ValueError(f"{name}: returns must be (B,), one return per answer; got shape {tuple(returns.shape)}. "
-                         "Sum per-token rewards over the response first.")
-    if not isinstance(k, int) or k < 2:
-        raise ValueError(f"{name}: k = {k!r}; a baseline from the other answers needs k >= 2 answers per prompt.")
-    if returns.shape[0] % k:
-        raise ValueError(f"{name}: {returns.shape[0]} returns are not a whole number of groups of k = {k}; "
-                         "sample k answers for every prompt, in consecutive rows.")
-    _check_no_nan("returns", returns)
-    return returns.view(-1, k)

@@ -21,21 +21,26 @@ import argparse
 import copy
 import dataclasses
 import json
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 
-from .data import load_split
-from .dpo import DPOConfig, train_dpo
+from .common.files import atomic_file
+from .common.seeds import derive_seed
+from .common.timing import Stopwatch
 from .evaluate import decoding_ceilings, evaluate_suite, policy_kl
-from .heads import LabelerReward
-from .labeler import SimulatedLabeler, comparison_agreement
-from .models import default_device, load_base
-from .ppo import PPOConfig, PPOTrainer, initial_value_model
-from .reward import RewardConfig, build_reward_model, split_heldout
-from .sft import SFTConfig, train_sft
+from .models.heads import LabelerReward
+from .models.loading import default_device, load_base
+from .notebook.dashboard import plot_history
+from .notebook.display import save_figure
+from .notebook.figures import bar_rates, win_rate_figure
+from .stages.dpo import DPOConfig, train_dpo
+from .stages.ppo import PPOConfig, PPOTrainer, initial_value_model
+from .stages.reward import RewardConfig, build_reward_model, split_heldout
+from .stages.sft import SFTConfig, train_sft
+from .world.data import load_split
+from .world.labeler import SimulatedLabeler, comparison_agreement
 
 
 @dataclass
@@ -45,7 +50,7 @@ class PipelineConfig:
     sft: SFTConfig = field(default_factory=SFTConfig)
     reward: RewardConfig = field(default_factory=RewardConfig)
     ppo: PPOConfig = field(default_factory=PPOConfig)
-    ptx_coef: float = 1.0                    # γ of the PPO-ptx run (InstructGPT eq. 2); 0 skips that run
+    ptx_run_coef: float = 1.0                # PPOConfig.ptx_coef (γ, InstructGPT eq. 2) of the PPO-ptx run; 0: none
     perfect_reward: bool = True              # also run PPO against the labeler itself (LabelerReward): the ceiling
     small_model: str | None = "small"        # the larger base model given SFT only ("size isn't everything"); None skips
     beyond_ppo: bool = True                  # also DPO and the critic-free RLOO run (notebook 07)
@@ -70,9 +75,9 @@ def run_pipeline(config: PipelineConfig = PipelineConfig(), out_dir: str | Path 
     seconds, models, histories = {}, {}, {}
 
     def timed(stage):
-        seconds[stage] = time.time() - start
+        seconds[stage] = stopwatch.seconds()
 
-    start = time.time()
+    stopwatch = Stopwatch()
     models["base"], tokenizer = load_base(config.model)
     if config.small_model:  # checked before any training, so a mismatch fails in seconds
         small_base, small_tokenizer = load_base(config.small_model)
@@ -82,40 +87,40 @@ def run_pipeline(config: PipelineConfig = PipelineConfig(), out_dir: str | Path 
                              "(--small-model none) to skip that comparison")
     timed("base")
 
-    start = time.time()
+    stopwatch = Stopwatch()
     models["sft"] = copy.deepcopy(models["base"])
     train_sft(models["sft"], tokenizer, config.sft, progress=progress)
     timed("sft")
 
-    start = time.time()
+    stopwatch = Stopwatch()
     reward_model, rm_log, comparisons = build_reward_model(models["sft"], tokenizer, config.reward,
                                                            base_model=models["base"],
-                                                           labeler=SimulatedLabeler(seed=config.seed + 100),
+                                                           labeler=SimulatedLabeler(seed=derive_seed(config.seed, "ranking_labeler")),
                                                            progress=progress)
     timed("reward_model")
     log(f"reward model: held-out accuracy {rm_log['rm/heldout_accuracy']:.3f} "
         f"(gold {rm_log['rm/heldout_gold_accuracy']:.3f})")
 
     ppo_runs = {"ppo": (config.ppo, reward_model)}
-    if config.ptx_coef > 0:
-        ppo_runs["ppo_ptx"] = (dataclasses.replace(config.ppo, ptx_coef=config.ptx_coef), reward_model)
+    if config.ptx_run_coef > 0:
+        ppo_runs["ppo_ptx"] = (dataclasses.replace(config.ppo, ptx_coef=config.ptx_run_coef), reward_model)
     if config.perfect_reward:
         ppo_runs["ppo_perfect"] = (config.ppo, LabelerReward(tokenizer))
     if config.beyond_ppo:  # the same budget of episodes, no critic: k answers per prompt, a leave-one-out baseline
         ppo_runs["rloo"] = (dataclasses.replace(config.ppo, advantage="rloo", samples_per_prompt=config.rloo_samples),
                             reward_model)
     for name, (ppo_config, reward) in ppo_runs.items():
-        start = time.time()
+        stopwatch = Stopwatch()
         torch.manual_seed(config.seed)
         critic = initial_value_model(reward_model, ppo_config) if ppo_config.advantage == "gae" else None  # RM's body
         trainer = PPOTrainer(copy.deepcopy(models["sft"]), tokenizer, reward, ppo_config, ref_model=models["sft"],
-                             value_model=critic, labeler=SimulatedLabeler(seed=config.seed + 200))
+                             value_model=critic, labeler=SimulatedLabeler(seed=derive_seed(config.seed, "ppo_labeler")))
         histories[name] = trainer.train(progress=progress)
         models[name] = trainer.policy.eval()
         timed(name)
 
     if config.beyond_ppo:  # DPO on the rankings the reward model trained on (its held-out ones stay out)
-        start = time.time()
+        stopwatch = Stopwatch()
         torch.manual_seed(config.seed)
         models["dpo"] = copy.deepcopy(models["sft"])
         train_rankings, _ = split_heldout(comparisons, config.reward.heldout_fraction, config.reward.seed)
@@ -125,13 +130,13 @@ def run_pipeline(config: PipelineConfig = PipelineConfig(), out_dir: str | Path 
         timed("dpo")
 
     if config.small_model:
-        start = time.time()
+        stopwatch = Stopwatch()
         models["small_base"] = copy.deepcopy(small_base)
         models["small_sft"] = small_base
         train_sft(models["small_sft"], tokenizer, config.sft, progress=progress)
         timed("small_sft")
 
-    start = time.time()
+    stopwatch = Stopwatch()
     demos = load_split("sft")
     suite = evaluate_suite(models, tokenizer, prompts, SimulatedLabeler(seed=config.seed), seed=config.seed,
                            demonstrations=list(zip(demos["prompt"], demos["response"])), progress=progress)
@@ -142,15 +147,15 @@ def run_pipeline(config: PipelineConfig = PipelineConfig(), out_dir: str | Path 
     timed("evaluation")
 
     rates = suite["rates"]
-    agree, compared = comparison_agreement(rm_log["heldout"], SimulatedLabeler(seed=config.seed + 1000))
+    second_labeler = SimulatedLabeler(seed=derive_seed(config.seed, "second_labeler"))
+    agree, compared = comparison_agreement(rm_log["heldout"], second_labeler)
     results = {
         "config": asdict(config),
         "gold_score": suite["gold_score"],
         "win_rate": {key: w.as_dict() for key, w in suite["win_rate"].items()},
         "kl": kl,
         "sft_decoding": {name: c | {"win_rate": c["win_rate"].as_dict()} for name, c in ceilings.items()},
-        "rm_accuracy": rm_log["rm/heldout_accuracy"],
-        "rm_gold_accuracy": rm_log["rm/heldout_gold_accuracy"],
+        **{name: rm_log[name] for name in ("rm/heldout_accuracy", "rm/heldout_gold_accuracy")},  # METRICS' names
         "labeler_agreement": agree / max(1, compared),
         **{rate: {name: r[rate] for name, r in rates.items()}
            for rate in ("hallucination_rate", "toxicity_rate", "instruction_following_rate")},
@@ -189,8 +194,8 @@ def results_table(results: dict) -> str:
         if name != "t1"))
     for name, kl in results["kl"].items():
         lines.append(f"KL({name.removesuffix('_vs_sft').upper().replace('_', '-')} ‖ SFT) {kl:.2f} nats per response")
-    lines.append(f"reward model held-out accuracy {results['rm_accuracy']:.1%} (labeler agreement on the same "
-                 f"pairs {results['labeler_agreement']:.1%}; vs gold {results['rm_gold_accuracy']:.1%})")
+    lines.append(f"reward model held-out accuracy {results['rm/heldout_accuracy']:.1%} (labeler agreement on the same "
+                 f"pairs {results['labeler_agreement']:.1%}; vs gold {results['rm/heldout_gold_accuracy']:.1%})")
     lines.append("seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in results["seconds"].items()))
     return "\n".join(lines)
 
@@ -199,9 +204,7 @@ def write_outputs(results: dict, out_dir: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
-    from .plots import bar_rates, plot_history, save_figure, win_rate_figure
 
-    from .files import atomic_file
 
     with atomic_file(out_dir / "results.json") as f:
         f.write(json.dumps(results, indent=1) + "\n")
@@ -221,7 +224,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--model", default="tiny", help='"tiny", "small", or a from_pretrained name or folder')
     parser.add_argument("--ppo-iterations", type=int, default=None, help="override PPOConfig.iterations")
-    parser.add_argument("--ptx-coef", type=float, default=PipelineConfig.ptx_coef,
+    parser.add_argument("--ptx-run-coef", type=float, default=PipelineConfig.ptx_run_coef,
                         help="γ of the PPO-ptx run (0 skips it)")
     parser.add_argument("--small-model", default=None,
                         help='the larger base model given SFT only; default "small" with --model tiny, '
@@ -232,7 +235,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     small = args.small_model or ("small" if args.model == "tiny" else "none")
     small = None if small == "none" else small
-    config = PipelineConfig(model=args.model, ptx_coef=args.ptx_coef, small_model=small,
+    config = PipelineConfig(model=args.model, ptx_run_coef=args.ptx_run_coef, small_model=small,
                             perfect_reward=not args.no_perfect_reward,
                             beyond_ppo=not args.no_beyond_ppo).with_seed(args.seed)
     if args.ppo_iterations is not None:

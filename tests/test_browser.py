@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from rlhf_core.sft import RUNS_DIR
+from rlhf_core.common.paths import RUNS_DIR
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 SCREENSHOTS = RUNS_DIR / "browser"

@@ -5,7 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from rlhf_core.colab import SETUP_CELL, add_to_notebook, badge, colab_requirements
+from rlhf_core.notebook.colab import SETUP_CELL, add_to_notebook, badge, colab_requirements
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
@@ -18,7 +18,7 @@ def test_every_notebook_opens_with_its_badge_and_the_setup_cell():
         title = "".join(nb["cells"][0]["source"])
         assert badge(path.name) in title and f"/blob/main/notebooks/{path.name})" in title, path.name
         first_code = next(c for c in nb["cells"] if c["cell_type"] == "code")
-        assert "".join(first_code["source"]) == SETUP_CELL, f"{path.name}: run python -m rlhf_core.colab notebooks/"
+        assert "".join(first_code["source"]) == SETUP_CELL, f"{path.name}: run python -m rlhf_core.notebook.colab notebooks/"
         before = copy.deepcopy(nb)
         assert not add_to_notebook(nb, path.name) and nb == before, "writing them again changes nothing"
 

@@ -10,9 +10,10 @@ import torch
 from rlhf_core import SimulatedLabeler, load_base, load_split
 from rlhf_core.evaluate import (WIN_RATE_PAIRS, best_of_n_gold, best_of_n_kl, decoding_ceilings, evaluate_model,
                                 evaluate_suite, heldout_pretrain_texts, judge_all, perplexity, policy_kl,
-                                respectful_prompts, sample_responses, summarize, win_rate)
-from rlhf_core.models import gpt2_config, new_model
-from rlhf_core.world import find_task, format_prompt
+                                respectful_prompts, summarize, win_rate)
+from rlhf_core.models.sequences import sample_responses
+from rlhf_core.models.loading import gpt2_config, new_model
+from rlhf_core.world.tasks import find_task, format_prompt
 
 
 def best_of_n_by_loops(rewards, gold, n):
@@ -162,9 +163,9 @@ def test_perplexity_matches_a_loop_reference_and_ranks_the_base_model_first():
 
 def test_heldout_pretrain_texts_were_not_trained_on():
     # The shipped models' logs say how much they trained on; the held-out texts must be exactly the rest.
-    from rlhf_core.data import load_split
-    from rlhf_core.pretrain import token_stream
-    from rlhf_core.world import DATA_DIR
+    from rlhf_core.world.data import load_split
+    from rlhf_core.models.sequences import token_stream
+    from rlhf_core.common.paths import DATA_DIR
 
     texts, heldout = list(load_split("pretrain")["text"]), heldout_pretrain_texts()
     assert 100 <= len(heldout) < 0.05 * len(texts) and texts[-len(heldout):] == heldout
@@ -228,12 +229,12 @@ def test_decoding_ceilings_match_their_definitions():
 
 def test_pipeline_runs_every_stage_and_writes_the_results(tmp_path, monkeypatch):
     import rlhf_core.evaluate
-    import rlhf_core.reward
+    import rlhf_core.stages.reward
     from rlhf_core.pipeline import PipelineConfig, run_pipeline
 
     # The wiring, not the numbers: a fifth of the RM prompts and of the held-out pretraining text.
     rm_split = load_split("rm").select(range(60))
-    monkeypatch.setattr(rlhf_core.reward, "load_split", lambda name: rm_split if name == "rm" else load_split(name))
+    monkeypatch.setattr(rlhf_core.stages.reward, "load_split", lambda name: rm_split if name == "rm" else load_split(name))
     tax_texts = rlhf_core.evaluate.heldout_pretrain_texts()[:100]
     monkeypatch.setattr(rlhf_core.evaluate, "heldout_pretrain_texts", lambda: tax_texts)
     config = PipelineConfig().with_seed(3)  # any seed, not only the default
@@ -262,7 +263,7 @@ def test_pipeline_runs_every_stage_and_writes_the_results(tmp_path, monkeypatch)
     assert decoding["t1"]["gold"] == pytest.approx(saved["gold_score"]["sft"]), "T = 1 is how every model is judged"
     assert decoding["labeler_best_of_16"]["gold"] >= decoding["labeler_best_of_4"]["gold"] >= decoding["t1"]["gold"]
     assert "ppo/ptx_loss" in saved["ppo_ptx_history"] and "ppo/ptx_loss" not in saved["ppo_history"]
-    assert 0 <= saved["rm_accuracy"] <= 1 and 0.5 < saved["labeler_agreement"] <= 1
+    assert 0 <= saved["rm/heldout_accuracy"] <= 1 and 0.5 < saved["labeler_agreement"] <= 1
     assert set(saved["seconds"]) == {"base", "sft", "reward_model", "ppo", "ppo_ptx", "ppo_perfect", "rloo", "dpo",
                                      "small_sft", "evaluation"}
     assert "value/loss" in saved["ppo_history"] and "value/loss" not in saved["rloo_history"], "RLOO has no critic"
@@ -288,13 +289,13 @@ def test_pipeline_command_line_picks_the_comparisons(monkeypatch):
     seen = []
     monkeypatch.setattr(pipeline, "run_pipeline", lambda config, out: seen.append((config, out)))
     pipeline.main(["--out", "x", "--seed", "4"])
-    pipeline.main(["--out", "y", "--model", "gpt2", "--ptx-coef", "0"])
+    pipeline.main(["--out", "y", "--model", "gpt2", "--ptx-run-coef", "0"])
     pipeline.main(["--out", "z", "--small-model", "none", "--no-perfect-reward", "--no-beyond-ppo"])
     (tiny, _), (gpt2, _), (no_small, _) = seen
     assert tiny.perfect_reward and not no_small.perfect_reward
     assert tiny.beyond_ppo and not no_small.beyond_ppo and tiny.dpo.seed == 4
-    assert tiny.small_model == "small" and tiny.seed == tiny.ppo.seed == 4 and tiny.ptx_coef > 0
-    assert gpt2.small_model is None and gpt2.ptx_coef == 0, "the small model's tokenizer is not GPT-2's"
+    assert tiny.small_model == "small" and tiny.seed == tiny.ppo.seed == 4 and tiny.ptx_run_coef > 0
+    assert gpt2.small_model is None and gpt2.ptx_run_coef == 0, "the small model's tokenizer is not GPT-2's"
     assert no_small.small_model is None
 
 
@@ -307,7 +308,7 @@ def test_pipeline_rejects_a_small_model_it_cannot_compare_before_training(tmp_pa
 
 
 def test_the_reward_models_best_of_n_picks_its_favourite_of_the_same_samples():
-    from rlhf_core.heads import RewardModel, score_texts
+    from rlhf_core.models.heads import RewardModel, score_texts
 
     model, tok = load_base("tiny")
     prompts = [format_prompt("What colour is a banana?"), format_prompt("Count from 3 to 6."),

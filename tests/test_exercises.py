@@ -1,4 +1,4 @@
-"""Tests for rlhf_core.exercises: the checks and the student copies.
+"""Tests for rlhf_core.notebook.exercises: the checks and the student copies.
 
 Every check must accept the reference and the correct variants in ``wrong_implementations.CORRECT``,
 and reject each of ``wrong_implementations.WRONG`` with *its* diagnosis (a regex on the message), so a
@@ -17,13 +17,14 @@ import pytest
 import torch.nn.functional as F
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from rlhf_core import exercises, losses
+from rlhf_core import losses
+from rlhf_core.notebook import exercises
 from rlhf_core.evaluate import best_of_n_kl, win_rate
 from tests.wrong_implementations import CHECK_NAMES, CORRECT, WRONG
 
 
 def library_temperature_probs(logits, temperature):
-    """The distribution `rlhf_core.sequences.generate` samples from (its `_next_token`, without the draw)."""
+    """The distribution `rlhf_core.models.sequences.generate` samples from (its `_next_token`, without the draw)."""
     if temperature <= 0:
         raise ValueError("temperature must be > 0 (use greedy=True for argmax decoding)")
     return F.softmax(logits.float() / temperature, dim=-1)
@@ -140,7 +141,7 @@ def test_the_temperature_reference_is_the_distribution_generate_samples_from():
     """`_next_token` returns the log-prob of the sampled token under the scaled distribution: it must agree."""
     import torch
 
-    from rlhf_core.sequences import _next_token
+    from rlhf_core.models.sequences import _next_token
 
     logits = 3 * torch.randn(4, 17, generator=torch.Generator().manual_seed(0))
     for temperature in (0.3, 1.0, 2.0):
@@ -215,7 +216,7 @@ def _course_notebook():
     """A small notebook with the course's exercise format: header, exercise cell, one-line check."""
     return new_notebook(cells=[
         new_markdown_cell("# Whitening\n\nObjectives: ..."),
-        new_code_cell("import torch\nfrom rlhf_core.exercises import check_whiten\nprint('setup done')"),
+        new_code_cell("import torch\nfrom rlhf_core.notebook.exercises import check_whiten\nprint('setup done')"),
         new_markdown_cell("### Exercise — implement `whiten`\n\n"
                           "> **Difficulty**: 🔴🔴⚪⚪⚪  **Importance**: 🔵🔵🔵⚪⚪  **Time**: ~10 minutes\n\n"
                           "Standardise `x` over its valid entries (unbiased variance, eps = 1e-8)."),
@@ -263,7 +264,7 @@ def test_student_copy_runs_up_to_the_check_and_stops_there(tmp_path, capsys, run
     nbformat.write(_course_notebook(), src / "03_whiten.ipynb")
 
     # The command line as a student types it (one subprocess: the `python -m` entry point), then in-process.
-    listed = subprocess.run([sys.executable, "-m", "rlhf_core.exercises", "list", str(src)],
+    listed = subprocess.run([sys.executable, "-m", "rlhf_core.notebook.exercises", "list", str(src)],
                             capture_output=True, text=True, check=True).stdout
     assert listed.strip() == "03_whiten.ipynb\tcell 3\tExercise — implement `whiten`"
     assert exercises.main(["student", str(src), str(out)]) == 0

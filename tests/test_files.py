@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from rlhf_core import load_base, save_checkpoint
-from rlhf_core.files import atomic_file, atomic_folder
-from rlhf_core.heads import RewardModel
+from rlhf_core.common.files import atomic_file, atomic_folder
+from rlhf_core.models.heads import RewardModel
 
 
 def leftovers(folder):
@@ -44,7 +44,7 @@ def test_atomic_folder_replaces_the_old_one_only_when_complete(tmp_path):
 
 def interrupt_the_swap(monkeypatch):
     """Make the rename that puts a new folder in place fail, as if the process were killed at that moment."""
-    import rlhf_core.files
+    import rlhf_core.common.files
 
     real_replace = os.replace
 
@@ -53,7 +53,7 @@ def interrupt_the_swap(monkeypatch):
             raise KeyboardInterrupt
         return real_replace(source, destination)
 
-    monkeypatch.setattr(rlhf_core.files.os, "replace", replace)
+    monkeypatch.setattr(rlhf_core.common.files.os, "replace", replace)
 
 
 def test_an_interrupted_save_checkpoint_keeps_the_previous_checkpoint(tmp_path, monkeypatch):

@@ -1,4 +1,4 @@
-"""Tests for rlhf_core.heads: where the reward is read, bias normalisation, value alignment, checkpoints."""
+"""Tests for rlhf_core.models.heads: where the reward is read, bias normalisation, value alignment, checkpoints."""
 
 import os
 
@@ -6,17 +6,10 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, GPT2Config
 
-from rlhf_core.models import build_tokenizer
+from rlhf_core.models.loading import build_tokenizer
 
-from rlhf_core.heads import (
-    HEAD_FILE,
-    RewardModel,
-    ValueModel,
-    last_token_index,
-    normalise_reward,
-    score_texts,
-)
-from rlhf_core.sequences import concat_query_response, tokenize_prompts, tokenize_responses
+from rlhf_core.models.heads import HEAD_FILE, RewardModel, ValueModel, last_token_index, normalise_reward, score_texts
+from rlhf_core.models.sequences import concat_query_response, tokenize_prompts, tokenize_responses
 
 SENTENCES = [
     "Human: What colour is a banana?\nAssistant: A banana is yellow.",
@@ -217,8 +210,8 @@ def test_loading_the_wrong_kind_or_replacing_other_files_fails(reward_model, tmp
 
 def test_labeler_reward_is_the_gold_score_with_demonstrations_at_zero():
     from rlhf_core import SimulatedLabeler, load_base
-    from rlhf_core.heads import LabelerReward
-    from rlhf_core.world import format_prompt
+    from rlhf_core.models.heads import LabelerReward
+    from rlhf_core.world.tasks import format_prompt
 
     _, tok = load_base("tiny")
     prompts = [format_prompt("What colour is a banana?")] * 3 + [format_prompt("Count from 3 to 6.")]

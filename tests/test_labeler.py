@@ -2,8 +2,8 @@
 import pytest
 
 from rlhf_core import SimulatedLabeler
-from rlhf_core.labeler import NOISE_STD, WEIGHTS, measure_agreement, pairwise_agreement
-from rlhf_core.world import format_prompt
+from rlhf_core.world.labeler import NOISE_STD, WEIGHTS, measure_agreement, pairwise_agreement
+from rlhf_core.world.tasks import format_prompt
 
 P = format_prompt
 
@@ -107,7 +107,7 @@ def test_pairwise_agreement_counts_only_pairs_with_different_gold():
 
 
 def test_comparison_agreement_sums_the_pairs_of_every_comparison():
-    from rlhf_core.labeler import comparison_agreement
+    from rlhf_core.world.labeler import comparison_agreement
 
     prompt = format_prompt("What colour is a banana?")
     responses = [" A banana is yellow.", " A banana is blue.", " You idiot.", " Sure."]

@@ -14,23 +14,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from rlhf_core.losses import (
-    AdaptiveKLController,
-    FixedKLController,
-    compute_gae,
-    dpo_loss,
-    grpo_advantages,
-    kl_per_token,
-    masked_mean,
-    masked_var,
-    ppo_policy_loss,
-    ranking_loss,
-    rlhf_rewards,
-    rloo_advantages,
-    sft_loss,
-    value_loss,
-    whiten,
-)
+from rlhf_core.losses import (AdaptiveKLController, FixedKLController, compute_gae, dpo_loss, entropy,
+                              grpo_advantages, kl_per_token, masked_mean, masked_var, ppo_policy_loss, ranking_loss, rlhf_rewards,
+                              rloo_advantages, sft_loss, value_loss, whiten)
 
 SEEDS = [0, 1, 2, 3]
 
@@ -483,6 +469,24 @@ def test_k3_is_accurate_in_float32(magnitude, sign):
     k3 = kl_per_token(logprobs, ref_logprobs, "k3")
     expected = torch.tensor([ref_kl(0.0, x, "k3") for x in d_exact.tolist()], dtype=torch.float64)
     torch.testing.assert_close(k3.double(), expected, rtol=1e-6, atol=0.0)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_entropy_matches_reference(seed):
+    logits = _randn(_gen(seed), 3, 5, 7) * 4
+    expected = []
+    for row in logits.tolist():
+        expected.append([])
+        for position in row:
+            z = sum(math.exp(v) for v in position)
+            expected[-1].append(-sum(math.exp(v) / z * math.log(math.exp(v) / z) for v in position))
+    torch.testing.assert_close(entropy(logits), torch.tensor(expected, dtype=logits.dtype), rtol=1e-10, atol=1e-12)
+
+
+def test_entropy_bounds():
+    uniform, certain = torch.zeros(2, 11), torch.tensor([[0.0, -1e4, -1e4]])
+    torch.testing.assert_close(entropy(uniform), torch.full((2,), math.log(11)))
+    assert entropy(certain).item() == pytest.approx(0.0, abs=1e-12)  # no NaN from 0 · log 0
 
 
 def test_kl_per_token_errors():

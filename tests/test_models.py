@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from rlhf_core import OfflineError, load_base, save_checkpoint
-from rlhf_core.models import SHIPPED, build_tokenizer, count_parameters, gpt2_config, new_model
-from rlhf_core.world import DATA_DIR
+from rlhf_core.models.loading import SHIPPED, build_tokenizer, count_parameters, gpt2_config, new_model
+from rlhf_core.common.paths import DATA_DIR
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +116,7 @@ def test_shipped_models_live_in_data():
 
 
 def test_set_threads_takes_the_argument_then_the_environment_then_the_cores(monkeypatch):
-    from rlhf_core.models import available_cores, set_threads
+    from rlhf_core.models.loading import available_cores, set_threads
 
     before = torch.get_num_threads()
     try:
@@ -137,7 +137,7 @@ def test_set_threads_takes_the_argument_then_the_environment_then_the_cores(monk
 
 
 def test_default_device_is_the_gpu_when_there_is_one_then_whatever_rlhf_device_says(monkeypatch):
-    from rlhf_core.models import default_device
+    from rlhf_core.models.loading import default_device
 
     monkeypatch.delenv("RLHF_DEVICE", raising=False)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
@@ -158,17 +158,17 @@ def test_default_device_is_the_gpu_when_there_is_one_then_whatever_rlhf_device_s
 
 
 def test_models_are_loaded_where_default_device_says(monkeypatch, tmp_path):
-    import rlhf_core.heads
-    import rlhf_core.models
-    from rlhf_core.heads import LabelerReward, RewardModel
-    from rlhf_core.models import model_device, on_model_device
+    import rlhf_core.models.heads
+    import rlhf_core.models.loading
+    from rlhf_core.models.heads import LabelerReward, RewardModel
+    from rlhf_core.models.loading import model_device, on_model_device
 
     model, tokenizer = load_base("tiny")
     assert model_device(model) == torch.device("cpu")  # no GPU here
     RewardModel.from_causal_lm(model).save_pretrained(tmp_path / "rm")
     meta = lambda: torch.device("meta")  # a device other than the CPU that needs no hardware  # noqa: E731
-    monkeypatch.setattr(rlhf_core.models, "default_device", meta)
-    monkeypatch.setattr(rlhf_core.heads, "default_device", meta)
+    monkeypatch.setattr(rlhf_core.models.loading, "default_device", meta)
+    monkeypatch.setattr(rlhf_core.models.heads, "default_device", meta)
     on_meta = load_base("tiny")[0]
     assert model_device(on_meta).type == "meta"
     ids, mask = on_model_device(on_meta, torch.ones(2, 3, dtype=torch.long), torch.ones(2, 3, dtype=torch.bool))
@@ -178,13 +178,15 @@ def test_models_are_loaded_where_default_device_says(monkeypatch, tmp_path):
     assert model_device(LabelerReward(tokenizer)) == torch.device("cpu")  # no weights: the CPU
 
 
-def test_only_models_py_decides_the_device():
-    """One place picks the device (models.default_device); everything else follows the model's weights."""
+def test_only_models_loading_decides_the_device():
+    """One place picks the device (models.loading.default_device); everything else follows the model's weights."""
     import re
 
     package = DATA_DIR.parent / "rlhf_core"
     deciding = re.compile(r"torch\.cuda|[\"']cuda[\"':]|environ[^\n]*RLHF_DEVICE")  # asks for a GPU, reads the setting
-    deciders = [path.name for path in package.glob("*.py")
-                if path.name != "models.py" and deciding.search(path.read_text(encoding="utf-8"))]
-    assert not deciders, f"{deciders} choose a device: ask models.default_device() or model_device(model) instead"
-    assert deciding.search((package / "models.py").read_text(encoding="utf-8"))  # the pattern finds the one place
+    home = package / "models" / "loading.py"
+    deciders = [str(path.relative_to(package)) for path in package.rglob("*.py")
+                if path != home and deciding.search(path.read_text(encoding="utf-8"))]
+    assert not deciders, (f"{deciders} choose a device: ask models.loading.default_device() or model_device(model) "
+                          "instead")
+    assert deciding.search(home.read_text(encoding="utf-8"))  # the pattern finds the one place

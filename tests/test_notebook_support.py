@@ -1,14 +1,16 @@
-"""The helpers the notebooks call (rlhf_core.show): tables, the labeler's verdict, few-shot prompts, set-up."""
+"""The helpers the notebooks call (rlhf_core.notebook.tables): tables, the labeler's verdict, few-shot prompts, set-up."""
 import random
 from html.parser import HTMLParser
 
 import pytest
 import torch
 
-from rlhf_core.labeler import Judgement, SimulatedLabeler
-from rlhf_core.show import (corpus_turns, few_shot_prompts, html_table, judgement_row, judgement_scores,
-                            setup_report)
-from rlhf_core.world import DATA_DIR, all_tasks, build_corpus, find_task, format_prompt
+from rlhf_core.world.labeler import Judgement, SimulatedLabeler
+from rlhf_core.notebook.tables import corpus_turns, html_table, judgement_row, judgement_scores, setup_report
+from rlhf_core.world.data import few_shot_prompts
+from rlhf_core.common.paths import DATA_DIR
+from rlhf_core.world.corpus import build_corpus
+from rlhf_core.world.tasks import all_tasks, find_task, format_prompt
 
 
 class _Cells(HTMLParser):
@@ -126,7 +128,7 @@ def test_setup_report_passes_here_and_names_what_is_missing(tmp_path):
     rows = {row["item"]: row for row in setup_report(tmp_path)}
     assert rows["data/sft.jsonl"]["ok"]
     assert not rows["data/eval.jsonl"]["ok"] and "rlhf_core.world" in rows["data/eval.jsonl"]["note"]
-    assert not rows["data/base-tiny"]["ok"] and "rlhf_core.pretrain" in rows["data/base-tiny"]["note"]
+    assert not rows["data/base-tiny"]["ok"] and "rlhf_core.stages.pretrain" in rows["data/base-tiny"]["note"]
 
 
 def test_setup_report_names_the_device_and_a_device_this_machine_lacks(monkeypatch):

@@ -13,13 +13,15 @@ import pytest
 from matplotlib.colors import to_rgba
 from matplotlib.figure import Figure
 
-from rlhf_core import plots
-from rlhf_core.plots import (
-    METRICS, LiveDashboard, alignment_tax_figure, bar_rates, best_of_n_figure, beta_slider, frontier_explorer,
-    frontier_figure, hist_better_worse, methods_frontier_figure, render_frontier,
-    metrics_table_markdown, plot_history, render_side_by_side_html, render_samples_html, render_scores_html,
-    sample_browser, save_figure, show, side_by_side, static_html, text_scorer, win_rate_figure,
-)
+from rlhf_core.notebook import dashboard, metrics
+from rlhf_core.notebook.dashboard import LiveDashboard, plot_history
+from rlhf_core.notebook.display import save_figure, show, static_html
+from rlhf_core.notebook.figures import (alignment_tax_figure, bar_rates, best_of_n_figure, frontier_figure,
+                                        gold_kl_figure, hist_better_worse, methods_frontier_figure, win_rate_figure)
+from rlhf_core.notebook.metrics import METRICS, MODEL_COLORS, metrics_table_markdown, model_color
+from rlhf_core.notebook.tables import render_samples_html, render_scores_html, render_side_by_side_html
+from rlhf_core.notebook.widgets import (beta_slider, frontier_explorer, render_frontier, sample_browser, side_by_side,
+                                        text_scorer)
 
 REPO = Path(__file__).resolve().parents[1]
 PPO_PANELS = [("objective/score", "objective/gold"), "objective/kl", "objective/kl_coef",
@@ -51,7 +53,7 @@ def test_metrics_are_unique_named_and_all_have_a_meaning():
     table = metrics_table_markdown().splitlines()
     assert table[0].startswith("| metric") and len(table) == 2 + len(METRICS)
     assert [row.split("`")[1] for row in table[2:]] == names
-    assert set(plots._UNITS) <= set(METRICS)  # no unit for a metric that does not exist
+    assert set(metrics.UNITS) <= set(METRICS)  # no unit for a metric that does not exist
 
 
 def test_unknown_panel_name_warns_with_a_suggestion():
@@ -76,7 +78,7 @@ def test_dashboard_records_history_in_order_and_draws_one_axes_per_panel():
     axes = visible_axes(fig)
     assert len(axes) == len(PPO_PANELS)
     curves = [[l for l in ax.get_lines() if not l.get_label().startswith("_")] for ax in axes]
-    assert [[l.get_label() for l in c] for c in curves] == [list(plots._panel_names(p))
+    assert [[l.get_label() for l in c] for c in curves] == [list(dashboard._panel_names(p))
                                                             for p in PPO_PANELS]
     # each line holds the finite points of its metric only (NaN would break every segment)
     for c in curves:
@@ -139,7 +141,7 @@ def test_every_skips_redraws_but_keeps_history(monkeypatch):
 def test_redraws_take_at_most_their_share_of_the_wall_time(monkeypatch):
     """A loop whose steps are as fast as a redraw is slowed by at most max_overhead, yet still redraws."""
     clock = [0.0]
-    monkeypatch.setattr(plots.time, "perf_counter", lambda: clock[0])
+    monkeypatch.setattr(dashboard.time, "perf_counter", lambda: clock[0])
 
     def redraw(self):  # a redraw that takes 0.1 s of the fake clock
         clock[0] += 0.1
@@ -216,9 +218,9 @@ def test_hist_and_bar_rates_use_labels_and_consistent_model_colors():
     ax = bar_rates(rates, "Failure rates").axes[0]
     by_model = {c.get_label(): c for c in ax.containers}
     for model in rates:
-        assert by_model[model].patches[0].get_facecolor() == to_rgba(plots.model_color(model))
-    assert plots.model_color("PPO-ptx") == plots.MODEL_COLORS["ppo_ptx"]
-    assert plots.model_color("sft") == plots.MODEL_COLORS["sft"]
+        assert by_model[model].patches[0].get_facecolor() == to_rgba(model_color(model))
+    assert model_color("PPO-ptx") == MODEL_COLORS["ppo_ptx"]
+    assert model_color("sft") == MODEL_COLORS["sft"]
     assert "%" in ax.get_ylabel()
 
 
@@ -229,11 +231,11 @@ def test_win_rate_figure_draws_each_comparison_with_its_interval():
     ax = win_rate_figure(rates).axes[0]
     bars = ax.patches
     assert [round(b.get_width()) for b in bars] == [75, 50]
-    assert bars[0].get_facecolor() == to_rgba(plots.model_color("ppo"))
+    assert bars[0].get_facecolor() == to_rgba(model_color("ppo"))
     assert [t.get_text() for t in ax.get_yticklabels()] == ["ppo vs base", "ppo vs sft"]
     assert len(ax.collections) == 2, "one error bar (95 % interval) per comparison"
     bar = win_rate_figure({"tiny_ppo_vs_small_sft": rates["ppo_vs_sft"]}).axes[0].patches[0]
-    assert bar.get_facecolor() == to_rgba(plots.model_color("ppo")), "the colour of model A of WIN_RATE_PAIRS"
+    assert bar.get_facecolor() == to_rgba(model_color("ppo")), "the colour of model A of WIN_RATE_PAIRS"
 
 
 def test_alignment_tax_figure_scatters_preference_against_perplexity():
@@ -251,7 +253,7 @@ def test_best_of_n_figure_draws_one_line_per_judge_with_kl_on_the_axis():
     ax = best_of_n_figure(curves).axes[0]
     lines = {line.get_label(): line for line in ax.get_lines()}
     assert list(lines["reward model"].get_ydata()) == [7.5, 7.9, 7.7]
-    assert lines["labeler (perfect reward)"].get_color() == plots.model_color("gold")
+    assert lines["labeler (perfect reward)"].get_color() == model_color("gold")
     assert lines["one sample (n = 1)"].get_ydata()[0] == 7.5
     assert [t.get_text() for t in ax.get_xticklabels()] == ["1\n0.00", "2\n0.19", "4\n0.64"]
     with pytest.raises(ValueError, match="at least one judge"):
@@ -261,15 +263,15 @@ def test_best_of_n_figure_draws_one_line_per_judge_with_kl_on_the_axis():
 def test_gold_kl_figure_draws_runs_as_trajectories_and_points_as_curves():
     runs = {"PPO": {"objective/kl": [0.0, 0.3, 0.6], "objective/gold": [6.0, 6.4, 6.9]}}
     points = {"labeler's best of n": {0.0: 6.0, 0.64: 8.1, 1.82: 9.0}}
-    ax = plots.gold_kl_figure(runs, points).axes[0]
+    ax = gold_kl_figure(runs, points).axes[0]
     lines = {line.get_label(): line for line in ax.get_lines()}
     trajectory = lines["PPO (training batches)"]
     assert list(trajectory.get_xdata()) == [0.0, 0.3, 0.6] and list(trajectory.get_ydata()) == [6.0, 6.4, 6.9]
     best_of_n = lines["labeler's best of n"]
-    assert list(best_of_n.get_xdata()) == [0.0, 0.64, 1.82] and best_of_n.get_color() == plots.model_color("gold")
+    assert list(best_of_n.get_xdata()) == [0.0, 0.64, 1.82] and best_of_n.get_color() == model_color("gold")
     assert any(list(line.get_xdata()) == [0.6] for line in ax.get_lines()), "each run ends in a dot"
     with pytest.raises(ValueError, match="at least one run"):
-        plots.gold_kl_figure({})
+        gold_kl_figure({})
 
 
 # --- widgets, without a front end ---------------------------------------------------------
@@ -348,7 +350,9 @@ def test_figures_show_themselves_in_a_notebook_and_never_use_pyplot():
 # --- the notebook path: a real kernel, no browser ---------------------------------------------
 
 NOTEBOOK_CELLS = [
-    """from rlhf_core.plots import LiveDashboard, sample_browser, show
+    """from rlhf_core.notebook.dashboard import LiveDashboard
+from rlhf_core.notebook.display import show
+from rlhf_core.notebook.widgets import sample_browser
 dash = LiveDashboard([("objective/score", "objective/gold"), "objective/kl"], title="PPO", max_overhead=None)
 assert dash.live
 for i in range(3):

@@ -17,11 +17,12 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from rlhf_core import SimulatedLabeler, read_jsonl
-from rlhf_core.labeler import DECLINE_MARKERS
+from rlhf_core.world.labeler import DECLINE_MARKERS
 from rlhf_core.losses import (compute_gae, dpo_loss, kl_per_token, masked_mean, ppo_policy_loss, ranking_loss,
                               rlhf_rewards, sft_loss, value_loss, whiten)
-from rlhf_core.world import (CAPITALS, COLOUR_WORDS, FILLER_CLOSERS, FILLER_OPENERS, INSULTS, OPPOSITES,
-                             REFUSAL_OPENERS, SOUNDS, all_tasks, format_prompt)
+from rlhf_core.world.corpus import FILLER_CLOSERS, FILLER_OPENERS
+from rlhf_core.world.tasks import (CAPITALS, COLOUR_WORDS, INSULTS, OPPOSITES, REFUSAL_OPENERS, SOUNDS, all_tasks,
+                                   format_prompt)
 
 FAST = settings(max_examples=60, deadline=None, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

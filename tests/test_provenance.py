@@ -6,10 +6,12 @@ import shutil
 
 import pytest
 
-from rlhf_core import ppo, provenance, reward, sft
-from rlhf_core.ppo import PPOConfig, load_or_train_ppo
-from rlhf_core.reward import RewardConfig, load_or_train_reward_model
-from rlhf_core.sft import SFTConfig, load_or_train_sft, run_path
+from rlhf_core.common import paths
+from rlhf_core.common.paths import run_path
+from rlhf_core.stages import ppo, provenance, reward, sft
+from rlhf_core.stages.ppo import PPOConfig, load_or_train_ppo
+from rlhf_core.stages.reward import RewardConfig, load_or_train_reward_model
+from rlhf_core.stages.sft import SFTConfig, load_or_train_sft
 
 TINY_SFT = SFTConfig(epochs=1, batch_size=64)
 TINY_RM = RewardConfig(k=2, k_from_base=0, k_sharp=0, rounds=1, epochs=1, batch_size=64, max_new_tokens=8)
@@ -26,7 +28,7 @@ def trained_runs(tmp_path_factory):
     """A runs/ folder with all three tiny checkpoints, trained once for the module."""
     runs = tmp_path_factory.mktemp("runs")
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(sft, "RUNS_DIR", runs)
+        patch.setattr(paths, "RUNS_DIR", runs)
         tiny_chain()
     return runs
 
@@ -36,7 +38,7 @@ def runs(trained_runs, tmp_path, monkeypatch):
     """A copy of the trained runs/ that the loaders use for this test."""
     copy = tmp_path / "runs"
     shutil.copytree(trained_runs, copy)
-    monkeypatch.setattr(sft, "RUNS_DIR", copy)
+    monkeypatch.setattr(paths, "RUNS_DIR", copy)
     return copy
 
 

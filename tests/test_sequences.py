@@ -1,26 +1,15 @@
-"""Tests for rlhf_core.sequences: log-probs, padding, sampling with the KV cache, EOS handling."""
+"""Tests for rlhf_core.models.sequences: log-probs, padding, sampling with the KV cache, EOS handling."""
 
 import pytest
 import torch
 import torch.nn.functional as F
 from transformers import AutoModelForCausalLM, GPT2Config
 
-from rlhf_core.models import build_tokenizer
+from rlhf_core.models.loading import build_tokenizer
 
-from rlhf_core.sequences import (
-    Rollout,
-    decode_responses,
-    forward_response,
-    generate,
-    logprobs_from_logits,
-    pack_query_response,
-    position_ids_from_mask,
-    response_logprobs,
-    sample_rows,
-    score_in_length_chunks,
-    tokenize_prompts,
-    tokenize_responses,
-)
+from rlhf_core.models.sequences import (Rollout, decode_responses, forward_response, generate, logprobs_from_logits,
+                                        pack_query_response, position_ids_from_mask, response_logprobs, sample_rows,
+                                        score_in_length_chunks, tokenize_prompts, tokenize_responses)
 
 SENTENCES = [
     "Human: What colour is a banana?\nAssistant: A banana is yellow.",
@@ -115,7 +104,7 @@ def test_packing_keeps_every_real_tokens_output(model, tokenizer):
 def test_scoring_in_length_chunks_equals_scoring_each_row_alone(tokenizer, rows):
     """The chunked pass is a speed-up only: every score and every gradient equals a loop that scores each row
     by itself, cut to its own length (the obviously right way), for any chunk size and a shuffled row order."""
-    from rlhf_core.heads import RewardModel
+    from rlhf_core.models.heads import RewardModel
 
     reward_model = RewardModel.from_causal_lm(tiny_model(tokenizer, seed=2)).eval()  # no dropout: deterministic
     generator = torch.Generator().manual_seed(0)
@@ -335,6 +324,15 @@ def test_generate_accepts_token_ids_and_restores_training_mode(model, tokenizer)
     from_text = generate(model, tokenizer, PROMPTS, max_new_tokens=6, generator=torch.Generator().manual_seed(1))
     assert torch.equal(from_ids.response_ids, from_text.response_ids)  # ... and dropout was off inside
     assert not from_ids.logprobs.requires_grad
+
+
+def test_kl_per_response_sums_the_log_ratio_over_real_tokens_only(model, tokenizer):
+    rollout = generate(model, tokenizer, PROMPTS, max_new_tokens=6, generator=torch.Generator().manual_seed(3))
+    ref = torch.randn(rollout.logprobs.shape, generator=torch.Generator().manual_seed(4))
+    ref = ref.masked_fill(~rollout.response_mask, 1e9)  # garbage at the padding must not count
+    expected = [sum(lp - r for lp, r, m in zip(lps, refs, ms) if m)
+                for lps, refs, ms in zip(rollout.logprobs.tolist(), ref.tolist(), rollout.response_mask.tolist())]
+    torch.testing.assert_close(rollout.kl_per_response(ref), torch.tensor(expected), rtol=1e-5, atol=1e-5)
 
 
 def test_rollout_indexing_and_sequences(model, tokenizer):

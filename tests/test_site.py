@@ -2,7 +2,7 @@
 import nbformat
 import pytest
 
-from rlhf_core.site import WIDGET_VIEW, build_site, notebook_summary, static_outputs
+from rlhf_core.notebook.site import WIDGET_VIEW, build_site, notebook_summary, static_outputs
 
 
 def tiny_course(folder):
@@ -10,7 +10,8 @@ def tiny_course(folder):
     nb.cells = [
         nbformat.v4.new_markdown_cell("# 00 · A tiny notebook\n\n**In this notebook you will**\n\n- draw a *figure*;\n"
                                       "- move a slider.\n"),
-        nbformat.v4.new_code_cell("from matplotlib.figure import Figure\nfrom rlhf_core.plots import sample_browser, show\n"
+        nbformat.v4.new_code_cell("from matplotlib.figure import Figure\nfrom rlhf_core.notebook.display import show\n"
+                                  "from rlhf_core.notebook.widgets import sample_browser\n"
                                   "fig = Figure()\nfig.add_subplot().plot([1, 2, 3])\nshow(fig)"),
         nbformat.v4.new_code_cell("sample_browser([[('a prompt', 'iteration zero', {})], [('a prompt', 'one', {})]])"),
     ]
@@ -46,7 +47,7 @@ def test_static_outputs_keep_the_snapshot_and_drop_the_live_view():
 
 
 def test_every_course_notebook_has_a_title_and_says_what_you_will_do():
-    from rlhf_core.site import NOTEBOOKS
+    from rlhf_core.notebook.site import NOTEBOOKS
 
     for path in sorted(NOTEBOOKS.glob("*.ipynb")):
         title, bullets = notebook_summary(nbformat.read(path, as_version=4))
@@ -63,5 +64,5 @@ def test_the_ci_workflow_runs_the_courses_ci_and_publishes_the_site():
 
     workflow = (Path(__file__).resolve().parents[1] / ".github" / "workflows" / "ci.yml").read_text()
     assert "run: .ci/run" in workflow, "the same CI as the course's own: a fresh venv, then pytest --nbval"
-    assert "python -m rlhf_core.site --out site" in workflow and "path: site" in workflow
+    assert "python -m rlhf_core.notebook.site --out site" in workflow and "path: site" in workflow
     assert "actions/deploy-pages" in workflow and "refs/heads/main" in workflow

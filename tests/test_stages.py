@@ -8,15 +8,17 @@ import pytest
 import torch
 from torch import nn
 
-from rlhf_core import SimulatedLabeler, load_base, load_split, reward
-from rlhf_core.evaluate import sample_responses
-from rlhf_core.heads import RewardModel, ValueModel
-from rlhf_core.ppo import PPOConfig, PPOTrainer, length_grouped_minibatches, ppo_prompts
-from rlhf_core.reward import (RewardConfig, build_reward_model, collect_comparisons, evaluate_reward_model,
-                              pairwise_accuracy, split_heldout, train_reward_model)
-from rlhf_core.sequences import generate
-from rlhf_core.sft import SFTConfig, batch_sft_loss, sft_batch, train_sft
-from rlhf_core.world import all_tasks, flawed_response, ideal_response
+from rlhf_core import SimulatedLabeler, load_base, load_split
+from rlhf_core.stages import reward
+from rlhf_core.models.sequences import sample_responses
+from rlhf_core.models.heads import RewardModel, ValueModel
+from rlhf_core.stages.ppo import PPOConfig, PPOTrainer, length_grouped_minibatches, ppo_prompts
+from rlhf_core.stages.reward import (RewardConfig, build_reward_model, collect_comparisons, evaluate_reward_model,
+                                     pairwise_accuracy, split_heldout, train_reward_model)
+from rlhf_core.models.sequences import generate
+from rlhf_core.stages.sft import SFTConfig, batch_sft_loss, sft_batch, train_sft
+from rlhf_core.world.corpus import flawed_response
+from rlhf_core.world.tasks import all_tasks, ideal_response
 
 
 @pytest.fixture(scope="module")
@@ -130,7 +132,7 @@ def test_split_heldout_keeps_every_round_of_a_prompt_on_one_side():
 
 
 def test_comparison_scores_equal_scoring_each_answer_and_refuse_rankings_of_different_sizes(tiny):
-    from rlhf_core.heads import score_texts
+    from rlhf_core.models.heads import score_texts
 
     model, tok = tiny
     torch.manual_seed(0)
@@ -201,7 +203,7 @@ def test_ppo_raises_the_reward_within_a_few_iterations(tiny):
     assert history["objective/score"][-1] > history["objective/score"][0] + 1.0, history["objective/score"]
     assert all(0 <= c <= 1 for c in history["policy/clipfrac"])
     assert history["objective/kl"][0] == pytest.approx(0.0, abs=1e-4)  # the policy starts as the reference
-    from rlhf_core.plots import METRICS
+    from rlhf_core.notebook.metrics import METRICS
     assert set(history) - {"iteration", "samples"} <= set(METRICS), "every logged metric is defined once, in METRICS"
 
 
@@ -279,7 +281,7 @@ def test_the_final_norm_learning_rate_lets_ppo_sharpen_every_prompt_at_once(tiny
 
 
 def test_a_policy_without_gpt2s_final_norm_needs_final_norm_lr_equal_to_lr():
-    from rlhf_core.ppo import final_norm_groups
+    from rlhf_core.stages.ppo import final_norm_groups
 
     policy = nn.Sequential(nn.Linear(3, 3), nn.LayerNorm(3))
     with pytest.raises(ValueError, match="set final_norm_lr = lr"):
@@ -391,6 +393,47 @@ def test_ppo_ptx_mixes_in_the_pretraining_loss(tiny):
     history = trainer.train(progress=False)
     ptx = history["ppo/ptx_loss"][0]
     assert 0.2 < ptx < 3.0, ptx  # the base model's own next-token loss on its corpus is about 0.64
+
+
+def test_policy_step_moves_only_the_policy_and_value_step_only_the_critic(tiny):
+    # Two networks, two optimizers, two losses (Spinning Up's PPO): neither step touches the other network
+    model, tok = copy.deepcopy(tiny[0]), tiny[1]
+    config = PPOConfig(batch_size=8, minibatch_size=8, seed=0, max_new_tokens=8)
+    trainer = PPOTrainer(model, tok, LengthPenalty(), config, prompts=list(load_split("ppo")["prompt"])[:8],
+                         value_model=ValueModel.from_causal_lm(model), labeler=SimulatedLabeler())
+    batch, _ = trainer.make_batch(trainer.next_prompts())
+    idx = torch.arange(8)
+
+    def snapshot():
+        return ([p.detach().clone() for p in trainer.policy.parameters()],
+                [p.detach().clone() for p in trainer.value_model.parameters()])
+
+    def moved(before, after):
+        return any(not torch.equal(a, b) for a, b in zip(before, after))
+
+    policy0, critic0 = snapshot()
+    stats = trainer.policy_step(batch, idx)
+    policy1, critic1 = snapshot()
+    assert moved(policy0, policy1) and not moved(critic0, critic1)
+    assert set(stats) == {"policy/loss", "policy/clipfrac", "policy/approx_kl", "policy/entropy"}
+    stats = trainer.value_step(batch, idx)
+    policy2, critic2 = snapshot()
+    assert moved(critic1, critic2) and not moved(policy1, policy2)
+    assert set(stats) == {"value/loss", "value/clipfrac"} and stats["value/loss"] > 0
+
+
+def test_ptx_windows_follow_the_config(tiny, monkeypatch):
+    model, tok = copy.deepcopy(tiny[0]), tiny[1]
+    config = PPOConfig(batch_size=8, minibatch_size=8, ptx_coef=1.0, ptx_batch_size=3, ptx_seq_len=16,
+                       ptx_documents=40, seed=0)
+    trainer = PPOTrainer(model, tok, LengthPenalty(), config, prompts=list(load_split("ppo")["prompt"])[:8],
+                         value_model=ValueModel.from_causal_lm(model), labeler=SimulatedLabeler())
+    documents = list(load_split("pretrain")["text"][:40])
+    assert len(trainer.pretrain_stream) == sum(len(tok(d)["input_ids"]) + 1 for d in documents)  # + EOS each
+    seen = []
+    original = trainer.policy.forward
+    monkeypatch.setattr(trainer.policy, "forward", lambda **kw: seen.append(kw["input_ids"].shape) or original(**kw))
+    assert torch.isfinite(trainer.ptx_loss()) and seen == [torch.Size([3, 16])]
 
 
 def test_make_batch_is_sample_score_advantages_and_caps_the_score_of_cut_off_answers(tiny):
@@ -528,7 +571,7 @@ def _length_rankings(n=40, seed=0):
 
 
 def test_dpo_learns_the_rankings_preference_and_its_implicit_reward_ranks_held_out_pairs(tiny):
-    from rlhf_core.dpo import DPOConfig, implicit_reward_accuracy, train_dpo
+    from rlhf_core.stages.dpo import DPOConfig, implicit_reward_accuracy, train_dpo
 
     sft, tok = tiny
     train, heldout = _length_rankings(48, seed=0), _length_rankings(24, seed=1)
@@ -544,7 +587,7 @@ def test_dpo_learns_the_rankings_preference_and_its_implicit_reward_ranks_held_o
 
 
 def test_dpo_pairs_skip_identical_answers_and_the_loss_matches_a_loop():
-    from rlhf_core.dpo import distinct_pairs, ranking_dpo_loss
+    from rlhf_core.stages.dpo import distinct_pairs, ranking_dpo_loss
     from rlhf_core.losses import dpo_loss
 
     comps = [{"prompt": "p", "responses": ["a", "b", "a"], "gold": [3, 2, 1]},
@@ -562,10 +605,10 @@ def test_dpo_pairs_skip_identical_answers_and_the_loss_matches_a_loop():
 
 
 def test_the_reward_model_keeps_its_rankings_and_load_comparisons_reads_them(tmp_path, monkeypatch, tiny):
-    from rlhf_core import sft as sft_module
-    from rlhf_core.reward import COMPARISONS_FILE, load_comparisons, save_reward_model
+    from rlhf_core.common import paths
+    from rlhf_core.stages.reward import COMPARISONS_FILE, load_comparisons, save_reward_model
 
-    monkeypatch.setattr(sft_module, "RUNS_DIR", tmp_path)
+    monkeypatch.setattr(paths, "RUNS_DIR", tmp_path)
     model, tok = tiny
     comps = _length_rankings(4)
     torch.manual_seed(0)
@@ -583,7 +626,7 @@ def test_the_reward_model_keeps_its_rankings_and_load_comparisons_reads_them(tmp
 
 
 def test_dpo_config_refuses_settings_that_cannot_work():
-    from rlhf_core.dpo import DPOConfig
+    from rlhf_core.stages.dpo import DPOConfig
 
     with pytest.raises(ValueError, match="beta > 0"):
         DPOConfig(beta=0)
@@ -592,7 +635,7 @@ def test_dpo_config_refuses_settings_that_cannot_work():
 
 
 def test_dpo_reads_the_frozen_reference_once_and_learns_the_same_with_it_given(tiny):
-    from rlhf_core.dpo import DPOConfig, answer_logprobs, implicit_rewards, ranking_logprobs, train_dpo
+    from rlhf_core.stages.dpo import DPOConfig, answer_logprobs, implicit_rewards, ranking_logprobs, train_dpo
 
     sft, tok = tiny
     comps = _length_rankings(20, seed=2)

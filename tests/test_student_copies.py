@@ -1,6 +1,6 @@
 """Student copies of the course notebooks: no reference solution visible, and each stops at its first exercise.
 
-``python -m rlhf_core.exercises student`` must leave out every cell that would print the library's code of an
+``python -m rlhf_core.notebook.exercises student`` must leave out every cell that would print the library's code of an
 exercised function (``exercises.REFERENCES``), and the notebooks must show that code only after the exercise.
 The tests build the student copies of the real notebooks and look for the reference bodies' lines in every
 cell and output.
@@ -24,8 +24,8 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from rlhf_core import exercises
-from rlhf_core.colab import SETUP_CELL
+from rlhf_core.notebook import exercises
+from rlhf_core.notebook.colab import SETUP_CELL
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 WITH_EXERCISES = sorted(p.name for p in NOTEBOOKS.glob("*.ipynb")
@@ -100,8 +100,8 @@ IN_LOSSES = [exercise for exercise, (module, _) in exercises.REFERENCES.items() 
     ("%psource rlhf_core.losses.ppo_policy_loss", ["ppo_policy_loss"]),
     ("rlhf_core.losses.value_loss??", ["value_loss"]),
     ("%pfile rlhf_core.evaluate", ["win_rate", "best_of_n_kl"]),
-    ("print(inspect.getsource(rlhf_core.sequences._next_token))", ["temperature_probs"]),
-    ("%psource rlhf_core.sequences", ["temperature_probs"]),
+    ("print(inspect.getsource(rlhf_core.models.sequences._next_token))", ["temperature_probs"]),
+    ("%psource rlhf_core.models.sequences", ["temperature_probs"]),
     ("print(inspect.getsource(best_of_n_kl))", ["best_of_n_kl"]),
     ("print(f'{best_of_n_kl(4):.2f}')  # calling it shows nothing", []),
     ("print(inspect.getsource(rlhf_core.losses))", IN_LOSSES),
@@ -119,7 +119,7 @@ def test_shown_references(source, shown):
 
 def _instructor_notebook():
     return new_notebook(cells=[
-        new_code_cell("import inspect\nimport rlhf_core.losses\nfrom rlhf_core.exercises import check_whiten"),
+        new_code_cell("import inspect\nimport rlhf_core.losses\nfrom rlhf_core.notebook.exercises import check_whiten"),
         new_markdown_cell("### Exercise — implement `whiten`"),
         new_code_cell("def whiten(x, mask=None, shift_mean=True):\n    ### BEGIN SOLUTION\n"
                       "    return rlhf_core.losses.whiten(x, mask, shift_mean)\n    ### END SOLUTION"),

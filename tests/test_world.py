@@ -5,15 +5,16 @@ import random
 
 import pytest
 
-from rlhf_core import world
-from rlhf_core.data import load_split, read_jsonl
-from rlhf_core.world import DATA_DIR, SPLITS
+from rlhf_core.world import corpus, tasks
+from rlhf_core.world.data import load_split, read_jsonl
+from rlhf_core.common.paths import DATA_DIR
+from rlhf_core.world.corpus import SPLITS
 
 PROMPT_SPLITS = ("sft", "rm", "ppo", "dev", "eval")
 
 
 def test_regeneration_is_byte_identical(tmp_path):
-    world.main(["--out", str(tmp_path)])
+    corpus.main(["--out", str(tmp_path)])
     for name in SPLITS:
         assert filecmp.cmp(tmp_path / f"{name}.jsonl", DATA_DIR / f"{name}.jsonl", shallow=False), name
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "temp files left behind"
@@ -23,7 +24,7 @@ def test_at_least_six_families_in_every_split():
     for name in PROMPT_SPLITS:
         families = set(load_split(name)["family"])
         assert len(families) >= 6, (name, families)
-        assert families == {t.family for t in world.all_tasks()}
+        assert families == {t.family for t in tasks.all_tasks()}
 
 
 def test_prompts_are_disjoint_between_splits():
@@ -41,7 +42,7 @@ def test_split_sizes_echo_the_paper_ratios():
     # InstructGPT: 13k SFT, 33k RM, 31k PPO prompts
     assert sizes["rm"] / sizes["sft"] == pytest.approx(33 / 13, rel=0.1)
     assert (sizes["ppo"] + sizes["dev"]) / sizes["sft"] == pytest.approx(31 / 13, rel=0.1)  # dev is carved from ppo
-    assert sizes["dev"] == pytest.approx(world.DEV_FRACTION * (sizes["ppo"] + sizes["dev"]), abs=9)
+    assert sizes["dev"] == pytest.approx(corpus.DEV_FRACTION * (sizes["ppo"] + sizes["dev"]), abs=9)
     assert sizes["eval"] >= 100
 
 
@@ -49,15 +50,15 @@ def test_every_prompt_is_a_world_task_in_chat_format():
     for name in PROMPT_SPLITS:
         for record in load_split(name):
             assert record["prompt"].startswith("Human: ") and record["prompt"].endswith("\nAssistant:")
-            assert world.find_task(record["prompt"]).family == record["family"]
+            assert tasks.find_task(record["prompt"]).family == record["family"]
 
 
 def test_demonstrations_vary_like_real_labelers_and_continue_the_prompt():
-    from rlhf_core.labeler import SimulatedLabeler
+    from rlhf_core.world.labeler import SimulatedLabeler
     lab = SimulatedLabeler()
     records = list(load_split("sft"))
     styles = collections.Counter(r["style"] for r in records)
-    for style, share in world.DEMONSTRATION_STYLES.items():  # the shipped mix is the documented one
+    for style, share in corpus.DEMONSTRATION_STYLES.items():  # the shipped mix is the documented one
         assert styles[style] / len(records) == pytest.approx(share, abs=0.08), styles
     for record in records:
         assert record["response"].startswith(" ") and not record["response"].startswith("  ")
@@ -75,7 +76,7 @@ def test_demonstrations_vary_like_real_labelers_and_continue_the_prompt():
 
 
 def test_corpus_has_mixed_quality():
-    from rlhf_core.labeler import SimulatedLabeler
+    from rlhf_core.world.labeler import SimulatedLabeler
     lab = SimulatedLabeler()
     texts = list(load_split("pretrain")["text"])
     assert len(texts) >= 10000
@@ -97,22 +98,23 @@ def test_corpus_has_mixed_quality():
 
 @pytest.mark.parametrize("flaw", ["wrong_fact", "rude", "ramble", "repeat", "off_task", "short"])
 def test_every_flaw_costs_gold(flaw):
-    from rlhf_core.labeler import SimulatedLabeler
-    lab, rng, tasks = SimulatedLabeler(), random.Random(0), world.all_tasks()
-    for task in rng.sample([t for t in tasks if t.family != "refuse"], 60):
-        bad = world.flawed_response(task, flaw, rng, tasks)
+    from rlhf_core.world.labeler import SimulatedLabeler
+    lab, rng, every_task = SimulatedLabeler(), random.Random(0), tasks.all_tasks()
+    for task in rng.sample([t for t in every_task if t.family != "refuse"], 60):
+        bad = corpus.flawed_response(task, flaw, rng, every_task)
         assert lab.score(task.prompt, bad) < 10.0, (task.instruction, flaw, bad)
 
 
 def test_find_task_reads_the_last_turn_and_rejects_unknown_text():
     few_shot = "Human: What is 2 plus 2?\nAssistant: 2 plus 2 is 4.\nHuman: What colour is snow?\nAssistant:"
-    assert world.find_task(few_shot).answer == "white"
+    assert tasks.last_instruction(few_shot) == "What colour is snow?"
+    assert tasks.find_task(few_shot).answer == "white"
     with pytest.raises(ValueError, match="not an instruction of the mini world"):
-        world.find_task("Human: What is the meaning of life?\nAssistant:")
+        tasks.find_task("Human: What is the meaning of life?\nAssistant:")
 
 
 def test_family_counts_are_balanced_enough():
-    counts = collections.Counter(t.family for t in world.all_tasks())
+    counts = collections.Counter(t.family for t in tasks.all_tasks())
     assert min(counts.values()) >= 20 and max(counts.values()) <= 150, counts
 
 

@@ -1,6 +1,6 @@
 """Typical mistakes in the exercises, and correct implementations written another way.
 
-``WRONG[check]`` lists (implementation, diagnosis) pairs: the check ``rlhf_core.exercises.check_<check>``
+``WRONG[check]`` lists (implementation, diagnosis) pairs: the check ``rlhf_core.notebook.exercises.check_<check>``
 must reject the implementation with an ``AssertionError`` whose message matches the regex
 ``diagnosis`` — so a check that rejects for the wrong reason is caught too. ``CORRECT[check]`` lists
 implementations the check must accept: plain loops, other vectorisations, other but equivalent

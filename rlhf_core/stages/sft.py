@@ -8,21 +8,20 @@ model score and human preference — so validation loss is not how they pick an 
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 
+from ..common.modes import eval_mode
+from ..common.paths import run_path
+from ..common.timing import Stopwatch
+from ..losses import sft_loss
+from ..models.loading import SHIPPED, load_base, on_model_device, save_checkpoint
+from ..models.sequences import concat_query_response, position_ids_from_mask, tokenize_prompts, tokenize_responses
+from ..world.data import load_split
 from . import provenance
-from .data import load_split
-from .losses import sft_loss
-from .models import gradient_step, load_base, on_model_device, save_checkpoint
-from .sequences import concat_query_response, position_ids_from_mask, tokenize_prompts, tokenize_responses
-from .world import DATA_DIR
-
-RUNS_DIR = DATA_DIR.parent / "runs"  # checkpoints made by running the course (git-ignored)
-
+from .training import gradient_step
 
 @dataclass
 class SFTConfig:
@@ -77,7 +76,7 @@ def train_sft(model, tokenizer, config: SFTConfig = SFTConfig(), demonstrations=
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 0.5 * (1 + math.cos(math.pi * s / total_steps)))
     log = {"config": asdict(config), "step": [], "sft/loss": [], "epoch_step": [], "sft/val_loss": []}
     model.train()
-    start = time.time()
+    stopwatch = Stopwatch()
     bar = tqdm(total=total_steps, desc="SFT", disable=not progress)
     step = 0
     for epoch in range(config.epochs):
@@ -101,22 +100,15 @@ def train_sft(model, tokenizer, config: SFTConfig = SFTConfig(), demonstrations=
             step += 1
     bar.close()
     model.eval()
-    log["seconds"] = round(time.time() - start, 1)
+    log["seconds"] = stopwatch.seconds(1)
     return log
 
 
 @torch.no_grad()
 def validation_loss(model, tokenizer, records) -> float:
-    was_training = model.training
-    model.eval()
-    loss = batch_sft_loss(model, tokenizer, [r["prompt"] for r in records], [r["response"] for r in records])
-    model.train(was_training)
+    with eval_mode(model):
+        loss = batch_sft_loss(model, tokenizer, [r["prompt"] for r in records], [r["response"] for r in records])
     return loss.item()
-
-
-def run_path(stage: str, base: str = "tiny") -> Path:
-    """Where the course keeps a stage's checkpoint for `base`: runs/{stage}-{base} ("sft", "rm", "ppo", ...)."""
-    return RUNS_DIR / f"{stage}-{base}"
 
 
 def sft_checkpoint(base: str = "tiny") -> Path:
@@ -124,9 +116,7 @@ def sft_checkpoint(base: str = "tiny") -> Path:
 
 
 def sft_provenance(base: str = "tiny", config: SFTConfig = SFTConfig()) -> dict:
-    """What makes an SFT model (see `rlhf_core.provenance`): its config, the demonstrations, the base model."""
-    from .models import SHIPPED
-
+    """What makes an SFT model (see `rlhf_core.stages.provenance`): its config, the demonstrations, the base model."""
     return provenance.expected("sft", config, data=["sft.jsonl"],
                                parents={"base model": provenance.identity(SHIPPED.get(base, base))})
 

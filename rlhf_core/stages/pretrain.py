@@ -1,7 +1,7 @@
 """Stage 0: pretrain a GPT-2-architecture base model on the mini world's "internet" (InstructGPT's GPT-3).
 
-    python -m rlhf_core.pretrain --model tiny     # rebuilds data/base-tiny  (the shipped checkpoint)
-    python -m rlhf_core.pretrain --model small    # rebuilds data/base-small
+    python -m rlhf_core.stages.pretrain --model tiny     # rebuilds data/base-tiny  (the shipped checkpoint)
+    python -m rlhf_core.stages.pretrain --model small    # rebuilds data/base-small
 
 Plain next-token prediction on the pretraining corpus: documents joined with EOS, cut into random windows of
 `seq_len` tokens. The last `heldout_fraction` of the documents is never trained on; its loss is the held-out
@@ -12,15 +12,17 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 
-from .data import load_split
-from .models import (SHIPPED, build_tokenizer, count_parameters, default_device, gpt2_config, gradient_step,
-                     model_device, new_model, save_checkpoint)
+from ..common.timing import Stopwatch
+from ..models.loading import (SHIPPED, build_tokenizer, count_parameters, default_device, gpt2_config, new_model,
+                              save_checkpoint)
+from ..models.sequences import random_windows, stream_loss, token_stream
+from ..world.data import PRETRAIN_HELDOUT_FRACTION, load_split, split_corpus
+from .training import gradient_step
 
 MODEL_SIZES = {  # shape of each shipped model; small has > 4x tiny's parameters and fits in 20 MB of float32
     "tiny": dict(n_layer=4, n_embd=128, n_head=4),
@@ -37,46 +39,10 @@ class PretrainConfig:
     lr: float = 2e-3               # peak learning rate, after linear warm-up, then cosine decay to 10 %
     warmup_steps: int = 100
     weight_decay: float = 0.01
-    heldout_fraction: float = 0.02 # the corpus's last documents, kept out of training
+    heldout_fraction: float = PRETRAIN_HELDOUT_FRACTION  # the corpus's last documents, kept out of training
     eval_every: int = 50           # held-out loss every this many steps
     seed: int = 0
     vocab_size: int = 1024         # byte-level BPE vocabulary (the world has ~530 distinct words)
-
-
-def split_corpus(texts: list[str], heldout_fraction: float) -> tuple[list[str], list[str]]:
-    n_heldout = max(1, int(len(texts) * heldout_fraction))
-    return texts[:-n_heldout], texts[-n_heldout:]
-
-
-def token_stream(tokenizer, texts: list[str]) -> torch.Tensor:
-    """All documents as one 1-D tensor of token ids, each document followed by EOS."""
-    ids: list[int] = []
-    for encoded in tokenizer(texts, add_special_tokens=False)["input_ids"]:
-        ids.extend(encoded)
-        ids.append(tokenizer.eos_token_id)
-    return torch.tensor(ids, dtype=torch.long)
-
-
-def random_windows(stream: torch.Tensor, batch_size: int, seq_len: int, generator: torch.Generator) -> torch.Tensor:
-    starts = torch.randint(0, len(stream) - seq_len, (batch_size,), generator=generator)
-    return torch.stack([stream[s:s + seq_len] for s in starts.tolist()])  # (B, seq_len)
-
-
-@torch.no_grad()
-def stream_loss(model, stream: torch.Tensor, seq_len: int = 128, batch_size: int = 32) -> float:
-    """Mean next-token loss over consecutive windows covering the whole stream (exp() of it is perplexity)."""
-    was_training = model.training
-    model.eval()
-    n = (len(stream) - 1) // seq_len
-    inputs = stream[: n * seq_len].view(n, seq_len)
-    total, count = 0.0, 0
-    for batch in inputs.split(batch_size):
-        batch = batch.to(model_device(model))
-        out = model(input_ids=batch, attention_mask=torch.ones_like(batch), labels=batch)
-        total += out.loss.item() * batch.numel()
-        count += batch.numel()
-    model.train(was_training)
-    return total / count
 
 
 def learning_rate(step: int, config: PretrainConfig) -> float:
@@ -106,7 +72,7 @@ def pretrain(config: PretrainConfig = PretrainConfig(), tokenizer=None, progress
     generator = torch.Generator().manual_seed(config.seed)
     log = {"config": asdict(config), "parameters": count_parameters(model), "train_tokens": len(train_stream),
            "step": [], "loss": [], "heldout_step": [], "heldout_loss": []}
-    start = time.time()
+    stopwatch = Stopwatch()
     bar = tqdm(range(config.steps), desc=f"pretraining {config.model}", disable=not progress)
     for step in bar:
         for group in optimizer.param_groups:
@@ -121,7 +87,7 @@ def pretrain(config: PretrainConfig = PretrainConfig(), tokenizer=None, progress
             log["heldout_step"].append(step)
             log["heldout_loss"].append(round(stream_loss(model, heldout_stream, config.seq_len), 4))
             bar.set_postfix(loss=f"{loss.item():.3f}", heldout=f"{log['heldout_loss'][-1]:.3f}")
-    log["seconds"] = round(time.time() - start, 1)
+    log["seconds"] = stopwatch.seconds(1)
     return model.eval(), tokenizer, log
 
 

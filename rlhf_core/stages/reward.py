@@ -12,20 +12,22 @@ from __future__ import annotations
 
 import json
 import math
-import time
 from dataclasses import asdict, dataclass
 
 import torch
 
+from ..common.paths import run_path
+from ..common.seeds import comparison_sample_seed, derive_seed
+from ..common.timing import Stopwatch
+from ..losses import ranking_loss
+from ..models.heads import RewardModel, normalise_reward
+from ..models.loading import SHIPPED, load_base
+from ..models.sequences import sample_responses, tokenize_prompts, tokenize_responses
+from ..world.data import load_split
+from ..world.labeler import SimulatedLabeler
 from . import provenance
-from .data import load_split
-from .evaluate import sample_responses
-from .heads import RewardModel, normalise_reward
-from .labeler import SimulatedLabeler
-from .losses import ranking_loss
-from .sequences import tokenize_prompts, tokenize_responses
-from .models import gradient_step, load_base, record_step
-from .sft import SFTConfig, load_or_train_sft, run_path, sft_checkpoint
+from .sft import SFTConfig, load_or_train_sft, sft_checkpoint
+from .training import gradient_step, record_step
 
 
 @dataclass
@@ -69,7 +71,7 @@ def collect_comparisons(models: list, tokenizer, prompts: list[str], labeler: Si
         per_model = []
         for index, (model, count, model_temperature) in enumerate(models):
             repeated = [p for p in prompts for _ in range(count)]
-            sample_seed = seed + 1000 * round_ + index  # round 0 as a single round; no overlap across seeds < 1000
+            sample_seed = comparison_sample_seed(seed, round_, index)
             samples = sample_responses(model, tokenizer, repeated, max_new_tokens=max_new_tokens,
                                        temperature=model_temperature, seed=sample_seed) if count else []
             per_model.append((samples, count))
@@ -122,7 +124,7 @@ def train_reward_model(reward_model: RewardModel, tokenizer, comparisons: list[d
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1 - s / total_steps)
     log = {"config": asdict(config), "step": [], "rm/loss": [], "rm/accuracy": []}
     reward_model.train()
-    start = time.time()
+    stopwatch = Stopwatch()
     step = 0
     with tqdm(total=total_steps, desc="reward model", disable=not progress) as bar:
         for _ in range(config.epochs):
@@ -138,7 +140,7 @@ def train_reward_model(reward_model: RewardModel, tokenizer, comparisons: list[d
                 record_step(log, step, metrics, callback, bar)
                 step += 1
     reward_model.eval()
-    log["seconds"] = round(time.time() - start, 1)
+    log["seconds"] = stopwatch.seconds(1)
     if heldout:
         log |= evaluate_reward_model(reward_model, tokenizer, heldout)
     return log
@@ -202,7 +204,7 @@ def build_reward_model(sft_model, tokenizer, config: RewardConfig = RewardConfig
     """
     prompts = list(load_split("rm")["prompt"])
     models = comparison_sources(sft_model, base_model, config)
-    labeler = labeler or SimulatedLabeler(seed=config.seed + 100)  # the ranking labeler (the judge uses config.seed)
+    labeler = labeler or SimulatedLabeler(seed=derive_seed(config.seed, "ranking_labeler"))
     comparisons = collect_comparisons(models, tokenizer, prompts, labeler, temperature=config.temperature,
                                       max_new_tokens=config.max_new_tokens, seed=config.seed, rounds=config.rounds)
     train, heldout = split_heldout(comparisons, config.heldout_fraction, config.seed)
@@ -216,11 +218,9 @@ def build_reward_model(sft_model, tokenizer, config: RewardConfig = RewardConfig
 
 
 def reward_provenance(base: str = "tiny", config: RewardConfig = RewardConfig()) -> dict:
-    """What makes a reward model (see `rlhf_core.provenance`): its config, the RM prompts, the demonstrations that
+    """What makes a reward model (see `rlhf_core.stages.provenance`): its config, the RM prompts, the demonstrations that
     set its bias, the SFT model it starts from (runs/sft-{base} as it is now) and the base model that writes some
     answers."""
-    from .models import SHIPPED
-
     return provenance.expected("rm", config, data=["rm.jsonl", "sft.jsonl"],
                                parents={"SFT model": provenance.identity(sft_checkpoint(base)),
                                         "base model": provenance.identity(SHIPPED.get(base, base))})

@@ -13,7 +13,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .world import DATA_DIR
+from ..common.files import atomic_folder
+from ..common.paths import DATA_DIR
 
 EOS_TOKEN = "<|endoftext|>"  # also BOS: GPT-2's convention
 PAD_TOKEN = "<|pad|>"
@@ -183,7 +184,7 @@ def load_base(name: str = "tiny", attn_implementation: str = "sdpa", device=None
     if name in SHIPPED and not is_local:
         raise FileNotFoundError(f"The shipped base model {name!r} is missing from {source}. "
                                 f"Restore it with `git checkout -- {Path(source).relative_to(DATA_DIR.parent)}` "
-                                f"or rebuild it with `python -m rlhf_core.pretrain --model {name}`.")
+                                f"or rebuild it with `python -m rlhf_core.stages.pretrain --model {name}`.")
     def fetch(local_files_only: bool):
         kwargs = {"local_files_only": local_files_only}
         tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
@@ -231,11 +232,9 @@ def use_fused_gelu(model) -> None:
 
 
 def save_checkpoint(model, tokenizer, out_dir: str | Path, extra=None) -> Path:
-    """save_pretrained (safetensors) for model and tokenizer, atomically (`files.atomic_folder`): an interrupted
+    """save_pretrained (safetensors) for model and tokenizer, atomically (`common.files.atomic_folder`): an interrupted
     save leaves the previous checkpoint at `out_dir` as it was. `extra(folder)`, if given, writes more files into
     the new checkpoint before it takes `out_dir`'s place (pretraining's loss curve): all of it or none."""
-    from .files import atomic_folder
-
     out_dir = Path(out_dir)
     with atomic_folder(out_dir) as folder:
         model.save_pretrained(folder, safe_serialization=True)
@@ -245,29 +244,3 @@ def save_checkpoint(model, tokenizer, out_dir: str | Path, extra=None) -> Path:
     return out_dir
 
 
-def record_step(log: dict, step: int, metrics: dict[str, float], callback=None, bar=None) -> None:
-    """After a training step: append each metric (rounded to 4 decimals) and the step to `log`, call
-    callback(step, metrics), advance the progress bar and show the loss on it."""
-    for name, value in metrics.items():
-        log[name].append(round(value, 4))
-    log["step"].append(step)
-    if callback is not None:
-        callback(step, metrics)
-    if bar is not None:
-        bar.update(1)
-        bar.set_postfix(loss=f"{next(iter(metrics.values())):.3f}")
-
-
-def gradient_step(loss, model, optimizer, where: str, fix: str, max_grad_norm: float = 1.0) -> None:
-    """One optimizer step on `loss`, with gradient clipping; a non-finite loss stops training with advice.
-
-    where: names the stage and step in the error ("SFT step 12"); fix: what to change ("lower SFTConfig.lr").
-    """
-    import torch
-
-    if not torch.isfinite(loss):
-        raise FloatingPointError(f"{where}: the loss became {loss.item()}; {fix}")
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
-    optimizer.step()

@@ -6,7 +6,7 @@ hidden state h of each position to a number, w . h + b:
     RewardModel   r(x, y)   (B,)    read at the LAST real token of prompt + response (InstructGPT §3.5)
     ValueModel    V(s_t)    (B, L)  at every position; `response_values` aligns it with the tokens
 
-Symbols and shapes (as in `rlhf_core.sequences`): B batch, P prompt length (left-padded), T response
+Symbols and shapes (as in `rlhf_core.models.sequences`): B batch, P prompt length (left-padded), T response
 length (right-padded after EOS), L = P + T, H hidden size (n_embd).
 
 InstructGPT builds the reward model from the SFT model with its unembedding layer removed (§3.5),
@@ -30,7 +30,10 @@ from safetensors.torch import save_file
 from torch import nn
 from transformers import AutoModel, DynamicCache
 
-from .models import default_device, model_device, on_model_device
+from ..common.files import atomic_folder
+from ..common.modes import eval_mode
+from ..world.labeler import SimulatedLabeler
+from .loading import default_device, model_device, on_model_device
 from .sequences import (pack_query_response, position_ids_from_mask, response_positions, tokenize_prompts,
                         tokenize_responses)
 
@@ -103,11 +106,9 @@ class ScalarHeadModel(nn.Module):
     def save_pretrained(self, directory: str | os.PathLike, extra=None) -> None:
         """Write config.json + model.safetensors (the body) and head.safetensors (head and bias).
 
-        Written with `files.atomic_folder`, so an interrupted save leaves the previous checkpoint as it was.
+        Written with `common.files.atomic_folder`, so an interrupted save leaves the previous checkpoint as it was.
         `extra(folder)`, if given, writes more files into the new checkpoint before the swap (its provenance.json).
         """
-        from .files import atomic_folder
-
         directory = Path(directory)
         if directory.exists() and not set(os.listdir(directory)) <= _CHECKPOINT_FILES:
             raise ValueError(f"{directory} holds other files than a checkpoint; refusing to replace it.")
@@ -272,7 +273,6 @@ class LabelerReward(nn.Module):
 
     def __init__(self, tokenizer, labeler=None, scale: float = 2.5):
         super().__init__()
-        from .labeler import SimulatedLabeler
 
         self.tokenizer, self.labeler, self.scale = tokenizer, labeler or SimulatedLabeler(), scale
 
@@ -300,17 +300,13 @@ def score_texts(reward_model: RewardModel, tokenizer, prompts: list[str], respon
     if len(prompts) != len(responses):
         raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses")
     device = model_device(reward_model)
-    was_training = reward_model.training
-    reward_model.eval()
     scores = []
-    try:
+    with eval_mode(reward_model):
         for i in range(0, len(prompts), batch_size):
             query_ids, query_mask = tokenize_prompts(tokenizer, prompts[i : i + batch_size])
             response_ids, response_mask = tokenize_responses(tokenizer, responses[i : i + batch_size])
             input_ids, attention_mask, _ = pack_query_response(query_ids, query_mask, response_ids, response_mask)
             scores.append(reward_model(input_ids.to(device), attention_mask.to(device)).cpu())
-    finally:
-        reward_model.train(was_training)
     return torch.cat(scores) if scores else torch.zeros(0)
 
 

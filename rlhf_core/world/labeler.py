@@ -20,8 +20,8 @@ The rubric (each criterion in [0, 1], weights sum to 10, so gold is in [0, 10]):
 |           |        |                                                 | helps!"), is a bare fragment ("Yellow.")  |
 |           |        |                                                 | (penalties add up)                        |
 
-The style the rubric prefers -- the plain sentence of `world.ideal_response` -- is what only some of the
-demonstrations show (world.DEMONSTRATION_STYLES): the SFT model learns their average, and rankings of its own
+The style the rubric prefers -- the plain sentence of `tasks.ideal_response` -- is what only some of the
+demonstrations show (corpus.DEMONSTRATION_STYLES): the SFT model learns their average, and rankings of its own
 samples are what reveal the preference. An answer must also be about what was asked: "A strawberry is red."
 does not answer "What colour is a tomato?" although red is the right colour.
 """
@@ -34,8 +34,9 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from .world import (CAPITALS, CATEGORIES, COLOUR_WORDS, COLOURS, FILLER_CLOSERS, FILLER_OPENERS, HARMFUL, INSULTS,
-                    NUMBER_WORDS, OPPOSITES, SOUNDS, TONES, Task, all_tasks, candidate_responses, find_task)
+from .corpus import FILLER_CLOSERS, FILLER_OPENERS, candidate_responses
+from .tasks import (CAPITALS, CATEGORIES, COLOURS, COLOUR_WORDS, HARMFUL, INSULTS, NUMBER_WORDS, OPPOSITES, SOUNDS,
+                    TONES, Task, all_tasks, find_task)
 
 WEIGHTS = {"helpful": 4.0, "honest": 2.0, "harmless": 2.0, "fluent": 2.0}
 # Standard deviation of the labeler's judgement noise, in gold-score units. Calibrated so that two labelers

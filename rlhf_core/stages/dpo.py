@@ -18,16 +18,16 @@ lr 1e-4 it moved 8 nats from SFT for nothing.
 """
 from __future__ import annotations
 
-import time
 from dataclasses import asdict, dataclass
 
 import torch
 
-from .losses import dpo_loss
-from .models import gradient_step, record_step
+from ..common.timing import Stopwatch
+from ..losses import dpo_loss
+from ..models.sequences import response_logprobs, tokenize_prompts, tokenize_responses
 from .ppo import final_norm_groups
 from .reward import pairwise_accuracy
-from .sequences import response_logprobs, tokenize_prompts, tokenize_responses
+from .training import gradient_step, record_step
 
 
 @dataclass
@@ -135,7 +135,7 @@ def train_dpo(policy, ref_model, tokenizer, comparisons: list[dict], config: DPO
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / (config.warmup_steps + 1)))
     steps_per_epoch = -(-len(comparisons) // config.batch_size)
     log = {"config": asdict(config), "step": [], "dpo/loss": [], "dpo/accuracy": [], "dpo/margin": []}
-    start, step = time.time(), 0
+    stopwatch, step = Stopwatch(), 0
     with tqdm(total=config.epochs * steps_per_epoch, desc="DPO", disable=not progress) as bar:
         for _ in range(config.epochs):
             order = torch.randperm(len(comparisons), generator=generator).tolist()
@@ -155,5 +155,5 @@ def train_dpo(policy, ref_model, tokenizer, comparisons: list[dict], config: DPO
                            "dpo/margin": gap.mean().item()}
                 record_step(log, step, metrics, callback, bar)  # the loss first: the bar shows it
                 step += 1
-    log["seconds"] = round(time.time() - start, 1)
+    log["seconds"] = stopwatch.seconds(1)
     return log

@@ -1,28 +1,37 @@
-"""Small helpers for the notebooks: tables, the labeler's verdict, few-shot prompts, the set-up check.
+"""Small helpers for the notebooks: every HTML table they show, the labeler's verdict, the set-up check.
 
-Plain functions of data, tested in tests/test_notebook_support.py, so the notebooks' cells stay short:
+Plain functions of data, tested in tests/test_notebook_support.py and tests/test_plots.py, so the notebooks' cells
+stay short. Every table has the one look set here (left-aligned cells, model text in monospace with its newlines),
+and every cell is HTML-escaped, so model output can never inject markup:
 
     html_table(rows)                 a list of dicts -> an HTML table (text escaped: model output is shown as is)
+    render_samples_html(samples)     (prompt, response[, extra dict]) rows -> a table, extras as columns
+    render_scores_html(scores)       {name: score} -> a two-column table (the text scorer's verdict)
+    render_side_by_side_html(...)    prompts with every model's response beside them (the side-by-side pages)
     judgement_row(judgement)         a Judgement -> {helpful, honest, harmless, fluent, gold, notes} for a table row
     judgement_scores(judgement)      a Judgement -> {criterion: "score × weight = points", gold, notes} for widgets
     corpus_turns(document)           a pretraining document -> its (prompt, response) chat turns
-    few_shot_prompts(prompts, demos) each prompt after k demonstrations: the "prompt engineering" baseline
     setup_report()                   versions and data files: what the welcome notebook checks
 """
 from __future__ import annotations
 
 import html
 import importlib.metadata
+import math
 import numbers
-import random
 import re
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from .labeler import WEIGHTS, Judgement
-from .world import DATA_DIR, SPLITS
+from ..common.paths import DATA_DIR
+from ..models.loading import available_cores, default_device
+from ..world.corpus import SPLITS
+from ..world.labeler import Judgement, WEIGHTS
+from ..world.tasks import last_instruction
 
+# The one look of every table. Cells say text-align:left themselves: Jupyter's stylesheet right-aligns cells and
+# centres tables, and a model's answer reads badly either way.
 _TABLE = 'style="border-collapse:collapse;font-size:12px;text-align:left;margin:4px 0"'
 _CELL = 'style="border:1px solid #ddd;padding:3px 6px;vertical-align:top;text-align:left"'
 _TEXT = ('style="border:1px solid #ddd;padding:3px 6px;vertical-align:top;text-align:left;'
@@ -66,6 +75,71 @@ def html_table(rows: Sequence[Mapping[str, Any]], digits: int = 2, formats: Mapp
     return f"<table {_TABLE}><tr>{head}</tr>{''.join(body)}</table>"
 
 
+def _fmt(value: Any) -> str:
+    """A score cell: floats signed to three decimals, ints as they are, anything else escaped text."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return html.escape(str(value))
+    if isinstance(value, numbers.Integral):
+        return str(value)
+    return "nan" if math.isnan(value) else f"{float(value):+.3f}"
+
+
+def render_samples_html(samples: Sequence[Sequence[Any]], max_rows: int | None = None,
+                        max_chars: int = 400) -> str:
+    """HTML table of samples: each a (prompt, response) or (prompt, response, extra_dict).
+
+    Extra dicts (e.g. {"score": 0.4, "gold": 1.0}) become columns. All text is escaped."""
+    samples = list(samples)[:max_rows] if max_rows else list(samples)
+    if not samples:
+        return "<p><i>no samples</i></p>"
+    extra_keys: list[str] = []
+    for sample in samples:
+        for key in (sample[2] if len(sample) > 2 and sample[2] else {}):
+            if key not in extra_keys:
+                extra_keys.append(key)
+    header = "".join(f"<th {_CELL}>{html.escape(h)}</th>"
+                     for h in ["prompt", "response", *extra_keys])
+    rows = []
+    for sample in samples:
+        prompt, response = (str(s) for s in sample[:2])
+        extra = sample[2] if len(sample) > 2 and sample[2] else {}
+        cells = [_shorten(prompt, max_chars), _shorten(response, max_chars)]
+        text = "".join(f"<td {_TEXT}>{html.escape(c)}</td>" for c in cells)
+        nums = "".join(f"<td {_CELL}>{_fmt(extra.get(k, ''))}</td>" for k in extra_keys)
+        rows.append(f"<tr>{text}{nums}</tr>")
+    return f"<table {_TABLE}><tr>{header}</tr>{''.join(rows)}</table>"
+
+
+def _shorten(text: str, max_chars: int) -> str:
+    return text if len(text) <= max_chars else text[: max_chars - 1] + "…"
+
+
+def render_scores_html(scores: Mapping[str, Any]) -> str:
+    """HTML table of named scores, e.g. {"reward model": 0.3, "gold": 1.2, "helpful": "yes"}."""
+    rows = "".join(f"<tr><th {_CELL}>{html.escape(str(k))}</th><td {_CELL}>{_fmt(v)}</td></tr>"
+                   for k, v in scores.items())
+    return f"<table {_TABLE}>{rows}</table>"
+
+
+def render_side_by_side_html(prompts: Sequence[str], responses: Mapping[str, Sequence[str]],
+                             gold: Mapping[str, Sequence[float]] | None = None, start: int = 0,
+                             page_size: int = 5, max_chars: int = 200) -> str:
+    """HTML table of rows start .. start + page_size: the prompt, then each model's response (and gold score)."""
+    names = list(responses)
+    header = "".join(f"<th {_CELL}>{html.escape(h)}</th>" for h in ["#", "prompt", *names])
+    rows = []
+    for i in range(start, min(start + page_size, len(prompts))):
+        prompt = last_instruction(prompts[i])
+        cells = [f"<td {_CELL}>{i}</td>", f"<td {_TEXT}>{html.escape(_shorten(prompt, max_chars))}</td>"]
+        for name in names:
+            text = html.escape(_shorten(str(responses[name][i]), max_chars))
+            if gold is not None and name in gold:
+                text += f"<br><span style='color:#8a6d00'>gold {float(gold[name][i]):.1f}</span>"
+            cells.append(f"<td {_TEXT}>{text}</td>")
+        rows.append(f"<tr>{''.join(cells)}</tr>")
+    return f"<table {_TABLE}><tr>{header}</tr>{''.join(rows)}</table>"
+
+
 def judgement_row(judgement: Judgement) -> dict[str, Any]:
     """The labeler's breakdown as one table row: the four criteria in [0, 1], gold in [0, 10], notes joined."""
     return {name: getattr(judgement, name) for name in WEIGHTS} | {"gold": judgement.gold,
@@ -97,22 +171,6 @@ def corpus_turns(document: str) -> list[tuple[str, str]]:
         if found and instruction.startswith("Human: "):
             turns.append((instruction + found, response))
     return turns
-
-
-def few_shot_prompts(prompts: Sequence[str], demonstrations: Iterable[tuple[str, str]], k: int = 3,
-                     seed: int = 0) -> list[str]:
-    """Each prompt preceded by k demonstrations in the same chat format: few-shot prompting.
-
-    InstructGPT's "prompt engineering" baseline is GPT-3 given a few-shot prefix. Here each prompt gets k
-    (prompt, response) pairs drawn at random (seeded) from `demonstrations`, one chat turn each, joined by
-    newlines like the forum threads of the pretraining corpus. The labeler judges the last "Human:" turn,
-    so a few-shot prompt is scored as the instruction at its end.
-    """
-    demonstrations = list(demonstrations)
-    if not 0 <= k <= len(demonstrations):
-        raise ValueError(f"k must be between 0 and the number of demonstrations ({len(demonstrations)}), got {k}")
-    rng = random.Random(seed)
-    return ["".join(p + r + "\n" for p, r in rng.sample(demonstrations, k)) + prompt for prompt in prompts]
 
 
 _PACKAGES = ("torch", "transformers", "tokenizers", "datasets", "numpy", "matplotlib", "ipywidgets")
@@ -165,10 +223,9 @@ def setup_report(data_dir=DATA_DIR) -> list[dict[str, Any]]:
         present = (folder / "model.safetensors").exists() and (folder / "tokenizer.json").exists()
         rows.append({"item": f"data/base-{name}", "found": "present" if present else "missing", "ok": present,
                      "note": "" if present else f"git checkout -- data/base-{name}, or "
-                                                f"python -m rlhf_core.pretrain --model {name}"})
+                                                f"python -m rlhf_core.stages.pretrain --model {name}"})
     import torch
 
-    from .models import available_cores, default_device
 
     threads = torch.get_num_threads()
     rows.append({"item": "torch threads", "found": f"{threads} (of {available_cores()} cores)", "ok": True,

@@ -7,8 +7,9 @@ update):
     2. score     r_θ(x, y) from the reward model, log π_SFT from the frozen reference, V from the critic
     3. reward    R_t = −β·(log π_RL − log π_SFT) per token, + r_θ(x, y) at the last token   (rlhf_rewards)
     4. GAE       advantages with γ = 1, λ = 0.95, then whitened                            (compute_gae, whiten)
-    5. update    a few epochs of minibatches: clipped policy loss + clipped value loss
-                 (+ γ_ptx · pretraining log-likelihood for PPO-ptx); episodes of similar length share a
+    5. update    a few epochs of minibatches, each one step of the policy on the clipped policy loss
+                 (+ γ_ptx · pretraining loss for PPO-ptx; policy_step) and one of the critic on the clipped
+                 value loss (value_step): two networks, two optimizers; episodes of similar length share a
                  minibatch, which only saves padding (length_grouped_minibatches)
     6. β         the adaptive KL controller moves β towards the KL target (Ziegler et al. 2019)
 
@@ -29,18 +30,24 @@ penalty the reward-model score rises while the gold score falls — reward hacki
 from __future__ import annotations
 
 import copy
-import time
 from dataclasses import dataclass
 
 import torch
 
-from .data import load_split
-from .heads import RewardModel, ValueModel
-from .labeler import SimulatedLabeler
-from .losses import (AdaptiveKLController, FixedKLController, compute_gae, masked_mean, ppo_policy_loss,
-                     rlhf_rewards, rloo_advantages, value_loss, whiten)
-from .models import model_device
-from .sequences import Rollout, forward_response, generate, pack_query_response, response_logprobs
+from ..common.paths import run_path
+from ..common.timing import Stopwatch
+from ..losses import (AdaptiveKLController, FixedKLController, compute_gae, entropy, masked_mean, ppo_policy_loss,
+                      rlhf_rewards, rloo_advantages, value_loss, whiten)
+from ..models.heads import LabelerReward, RewardModel, ValueModel
+from ..models.loading import load_base, model_device, save_checkpoint
+from ..models.sequences import (Rollout, forward_response, generate, pack_query_response, random_windows,
+                                response_logprobs, token_stream)
+from ..world.data import load_split
+from ..world.labeler import SimulatedLabeler
+from . import provenance
+from .reward import load_or_train_reward_model
+from .sft import load_or_train_sft
+from .training import gradient_step
 
 
 # Which splits' prompts PPO may learn from: the PPO prompts, and those the reward model and SFT already saw --
@@ -68,7 +75,6 @@ class PPOConfig:
     value_lr: float = 1e-4         # critic learning rate
     clip_range: float = 0.2        # ε of the clipped policy loss (InstructGPT App. C.4, Ziegler et al.)
     value_clip_range: float = 0.2  # ε of the clipped value loss
-    value_coef: float = 0.5        # weight of the value loss (the critic has its own optimizer; this scales it)
     gamma: float = 1.0             # no discount (InstructGPT App. C.4)
     lam: float = 0.95              # GAE λ (Ziegler et al. 2019)
     init_kl_coef: float = 0.2      # β at the start (InstructGPT: 0.02, with a far better reward model)
@@ -81,6 +87,9 @@ class PPOConfig:
     value_head_from_rm: bool = False  # False: the critic keeps the RM's body but its head starts at V = 0, see below
     ptx_coef: float = 0.0          # γ of PPO-ptx (InstructGPT eq. 2); 0 is plain PPO
     ptx_batch_size: int = 8        # pretraining windows per gradient step when ptx_coef > 0
+    ptx_seq_len: int = 64          # tokens per pretraining window
+    ptx_documents: int = 4000      # the first N pretraining documents are the windows' source (enough, and quick)
+    max_grad_norm: float = 1.0     # each network's gradient is clipped to this norm before its step
     group_by_length: bool = True   # minibatches of similar-length episodes: less padding (length_grouped_minibatches)
     prompt_splits: tuple[str, ...] = PPO_PROMPT_SPLITS  # the splits whose prompts PPO learns from (ppo_prompts)
     advantage: str = "gae"         # "gae": the critic and GAE (InstructGPT); "rloo": no critic, a leave-one-out baseline
@@ -215,8 +224,7 @@ class PPOTrainer:
         self.generator = torch.Generator().manual_seed(config.seed)
         self.pretrain_stream = pretrain_stream
         if config.ptx_coef > 0 and pretrain_stream is None:
-            from .pretrain import token_stream
-            self.pretrain_stream = token_stream(tokenizer, list(load_split("pretrain")["text"][:4000]))
+            self.pretrain_stream = token_stream(tokenizer, list(load_split("pretrain")["text"][:config.ptx_documents]))
         self._order: list[int] = []
         self.iteration = 0
 
@@ -248,39 +256,41 @@ class PPOTrainer:
     @torch.no_grad()
     def score(self, rollout: Rollout) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Step 2: log π_SFT per token (B, T), the reward model's score (B,), the critic's values (B, T)."""
-        q, qm, r, rm = rollout.query_ids, rollout.query_mask, rollout.response_ids, rollout.response_mask
-        ref_logprobs = response_logprobs(self.ref_model, q, qm, r, rm, self.config.temperature)  # (B, T)
-        scores = self.reward_model(*pack_query_response(q, qm, r, rm)[:2])                         # (B,)
+        q, qm, r, mask = rollout.query_ids, rollout.query_mask, rollout.response_ids, rollout.response_mask
+        ref_logprobs = response_logprobs(self.ref_model, q, qm, r, mask, self.config.temperature)  # (B, T)
+        scores = self.reward_model(*pack_query_response(q, qm, r, mask)[:2])                         # (B,)
         if self.config.missing_eos_max_score is not None:  # the reward model never saw an unfinished answer
             cut_off = ~rollout.ended_with_eos(self.tokenizer.eos_token_id)                          # (B,)
             scores = torch.where(cut_off, scores.clamp(max=self.config.missing_eos_max_score), scores)
-        values = (torch.zeros(rm.shape, device=rm.device) if self.critic_free
-                  else self.value_model.response_values(q, qm, r, rm))                               # (B, T)
+        values = (torch.zeros(mask.shape, device=mask.device) if self.critic_free
+                  else self.value_model.response_values(q, qm, r, mask))                             # (B, T)
         return ref_logprobs, scores, values
 
     @torch.no_grad()
     def advantages(self, rollout: Rollout, ref_logprobs: torch.Tensor, scores: torch.Tensor,
                    values: torch.Tensor) -> RolloutBatch:
         """Steps 3–4: per-token rewards with the KL penalty, then GAE advantages (whitened) and returns."""
-        c, rm = self.config, rollout.response_mask
-        rewards = rlhf_rewards(scores, rollout.logprobs, ref_logprobs, rm, self.kl_controller.value)  # (B, T)
+        c, mask = self.config, rollout.response_mask
+        rewards = rlhf_rewards(scores, rollout.logprobs, ref_logprobs, mask, self.kl_controller.value)  # (B, T)
         if self.critic_free:  # RLOO: the return of the whole answer against the prompt's other answers
             advantages = rloo_advantages(rewards.sum(1), c.samples_per_prompt)[:, None].expand_as(rewards)  # (B, T)
             returns = rewards.flip(1).cumsum(1).flip(1)  # the reward-to-go (γ = 1); no critic learns from it
         else:
-            advantages, returns = compute_gae(rewards, values, rm, c.gamma, c.lam)                 # (B, T)
-        advantages = whiten(advantages, rm)
+            advantages, returns = compute_gae(rewards, values, mask, c.gamma, c.lam)               # (B, T)
+        advantages = whiten(advantages, mask)
         return RolloutBatch(rollout, ref_logprobs, values, scores, rewards, advantages, returns)
 
     def ptx_loss(self) -> torch.Tensor:
         """−log π_RL on pretraining text: the γ·E_pretrain[log π_RL(x)] term of InstructGPT eq. 2, as a loss."""
-        from .pretrain import random_windows
-        windows = random_windows(self.pretrain_stream, self.config.ptx_batch_size, 64, self.generator)
-        windows = windows.to(model_device(self.policy))                                    # (b, 64)
+        c = self.config
+        windows = random_windows(self.pretrain_stream, c.ptx_batch_size, c.ptx_seq_len, self.generator)
+        windows = windows.to(model_device(self.policy))                                    # (b, ptx_seq_len)
         return self.policy(input_ids=windows, attention_mask=torch.ones_like(windows), labels=windows).loss
 
     def update(self, batch: RolloutBatch) -> dict[str, float]:
-        """Step 5: PPO epochs over minibatches. Returns the mean of each loss statistic."""
+        """Step 5: PPO epochs over minibatches. Each minibatch moves the policy by its loss, then the critic by its
+        own: two networks, two optimizers, two losses (as in Spinning Up's PPO), so neither loss needs a weight
+        against the other. Returns the mean of each statistic."""
         c = self.config
         stats: dict[str, list[float]] = {}
         # Dropout stays off in RL (Huang et al.): eval mode, gradients still flow. Otherwise log π at update
@@ -291,51 +301,49 @@ class PPOTrainer:
         lengths = batch.rollout.query_mask.sum(1) + batch.rollout.response_mask.sum(1)  # (B,) real tokens
         for _ in range(c.ppo_epochs):
             for idx in length_grouped_minibatches(lengths, c.minibatch_size, self.generator, c.group_by_length):
-                mb = batch.rollout[idx]
-                mask = mb.response_mask
-                logprobs, logits = forward_response(self.policy, mb.query_ids, mb.query_mask, mb.response_ids,
-                                                    mask, c.temperature)                       # (b, T), (b, T, V)
-                pg_loss, pg_stats = ppo_policy_loss(logprobs, mb.logprobs, batch.advantages[idx], mask, c.clip_range)
-                loss = pg_loss
+                step_stats = self.policy_step(batch, idx)
                 if not self.critic_free:
-                    values = self.value_model.response_values(mb.query_ids, mb.query_mask, mb.response_ids, mask)
-                    vf_loss, vf_stats = value_loss(values, batch.values[idx], batch.returns[idx], mask,
-                                                   c.value_clip_range)
-                    loss = loss + c.value_coef * vf_loss
-                    stats.setdefault("value/loss", []).append(vf_loss.item())
-                    stats.setdefault("value/clipfrac", []).append(vf_stats["clipfrac"])
-                if c.ptx_coef > 0:
-                    ptx = self.ptx_loss()
-                    loss = loss + c.ptx_coef * ptx
-                    stats.setdefault("ppo/ptx_loss", []).append(ptx.item())
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(f"PPO loss became {loss.item()} at iteration {self.iteration}; "
-                                             f"lower PPOConfig.lr (now {c.lr}) or raise init_kl_coef")
-                self.policy_optimizer.zero_grad(set_to_none=True)
-                if not self.critic_free:
-                    self.value_optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(self.policy.parameters(), 1.0)
-                self.policy_optimizer.step()
-                if not self.critic_free:
-                    torch.nn.utils.clip_grad_norm_(self.value_model.parameters(), 1.0)
-                    self.value_optimizer.step()
-                with torch.no_grad():
-                    logp = logits.log_softmax(-1)               # (b, T, V)
-                    entropy = -(logp.exp() * logp).sum(-1)      # (b, T)
-                for name, value in {"policy/loss": pg_loss.item(), "policy/clipfrac": pg_stats["clipfrac"],
-                                    "policy/approx_kl": pg_stats["approx_kl"],
-                                    "policy/entropy": masked_mean(entropy, mask).item()}.items():
+                    step_stats |= self.value_step(batch, idx)
+                for name, value in step_stats.items():
                     stats.setdefault(name, []).append(value)
         return {name: sum(values) / len(values) for name, values in stats.items()}
 
+    def policy_step(self, batch: RolloutBatch, idx: torch.Tensor) -> dict[str, float]:
+        """One gradient step of the policy on minibatch `idx`: the clipped policy loss (+ γ_ptx · the pretraining
+        loss for PPO-ptx, InstructGPT eq. 2)."""
+        c, mb = self.config, batch.rollout[idx]
+        logprobs, logits = forward_response(self.policy, mb.query_ids, mb.query_mask, mb.response_ids,
+                                            mb.response_mask, c.temperature)              # (b, T), (b, T, V)
+        loss, pg_stats = ppo_policy_loss(logprobs, mb.logprobs, batch.advantages[idx], mb.response_mask,
+                                         c.clip_range)
+        stats = {"policy/loss": loss.item(), "policy/clipfrac": pg_stats["clipfrac"],
+                 "policy/approx_kl": pg_stats["approx_kl"],
+                 "policy/entropy": masked_mean(entropy(logits.detach()), mb.response_mask).item()}
+        if c.ptx_coef > 0:
+            ptx = self.ptx_loss()
+            loss = loss + c.ptx_coef * ptx
+            stats["ppo/ptx_loss"] = ptx.item()
+        gradient_step(loss, self.policy, self.policy_optimizer, f"PPO iteration {self.iteration}",
+                      f"lower PPOConfig.lr (now {c.lr}) or raise init_kl_coef", c.max_grad_norm)
+        return stats
+
+    def value_step(self, batch: RolloutBatch, idx: torch.Tensor) -> dict[str, float]:
+        """One gradient step of the critic on minibatch `idx`: the clipped value loss towards the GAE returns."""
+        c, mb = self.config, batch.rollout[idx]
+        values = self.value_model.response_values(mb.query_ids, mb.query_mask, mb.response_ids, mb.response_mask)
+        loss, vf_stats = value_loss(values, batch.values[idx], batch.returns[idx], mb.response_mask,
+                                    c.value_clip_range)
+        gradient_step(loss, self.value_model, self.value_optimizer, f"PPO iteration {self.iteration} (critic)",
+                      f"lower PPOConfig.value_lr (now {c.value_lr})", c.max_grad_norm)
+        return {"value/loss": loss.item(), "value/clipfrac": vf_stats["clipfrac"]}
+
     def step(self) -> tuple[dict[str, float], list[tuple[str, str, dict]]]:
         """One PPO iteration. Returns (metrics, samples) — samples are (prompt, response, {score, gold})."""
-        start = time.time()
+        stopwatch = Stopwatch()
         prompts = self.next_prompts()
         batch, texts = self.make_batch(prompts)
         mask = batch.rollout.response_mask
-        kl = (batch.rollout.logprobs - batch.ref_logprobs).masked_fill(~mask, 0).sum(1)  # (B,) k1, summed
+        kl = batch.rollout.kl_per_response(batch.ref_logprobs)                             # (B,)
         gold = torch.tensor([self.labeler.score(p, r) for p, r in zip(prompts, texts)])
         kl_coef = self.kl_controller.value
         metrics = {
@@ -348,7 +356,7 @@ class PPOTrainer:
         }
         metrics |= self.update(batch)
         self.kl_controller.update(kl.mean().item(), len(prompts))
-        metrics["time/iteration"] = time.time() - start
+        metrics["time/iteration"] = stopwatch.seconds()
         self.iteration += 1
         samples = [(p, r, {"score": round(s, 2), "gold": round(g, 2)})
                    for p, r, s, g in zip(prompts, texts, batch.scores.tolist(), gold.tolist())]
@@ -371,12 +379,9 @@ class PPOTrainer:
 
 
 def ppo_provenance(base: str = "tiny", config: PPOConfig = PPOConfig(), perfect_reward: bool = False) -> dict:
-    """What makes a PPO policy (see `rlhf_core.provenance`): its config, the PPO prompts (and the pretraining text for
+    """What makes a PPO policy (see `rlhf_core.stages.provenance`): its config, the PPO prompts (and the pretraining text for
     PPO-ptx), the SFT model and reward model it starts from (runs/sft-{base}, runs/rm-{base} as they are now) and
     which reward it climbed (the reward model, or the labeler itself)."""
-    from . import provenance
-    from .sft import run_path
-
     data = [f"{name}.jsonl" for name in config.prompt_splits] + (["pretrain.jsonl"] if config.ptx_coef > 0 else [])
     parents = {"SFT model": provenance.identity(run_path("sft", base)),
                "reward model": provenance.identity(run_path("rm", base))}  # the critic starts from it either way
@@ -387,10 +392,6 @@ def save_ppo(policy, tokenizer, base: str = "tiny", config: PPOConfig = PPOConfi
              perfect_reward: bool = False):
     """Save a policy trained from runs/sft-{base} and runs/rm-{base} with `config` to runs/{name}-{base}, with the
     provenance.json that lets `load_or_train_ppo` reuse it. Returns the folder."""
-    from . import provenance
-    from .models import save_checkpoint
-    from .sft import run_path
-
     record = ppo_provenance(base, config, perfect_reward)
     return save_checkpoint(policy, tokenizer, run_path(name, base), extra=provenance.writer(record))
 
@@ -408,12 +409,6 @@ def load_or_train_ppo(base: str = "tiny", config: PPOConfig | None = None, name:
     config=None accepts the settings a notebook saved, anything else that differs retrains with one line saying why
     (rather than raising: runs/ holds nothing the course cannot rebuild).
     """
-    from . import provenance
-    from .heads import LabelerReward
-    from .models import load_base
-    from .reward import load_or_train_reward_model
-    from .sft import load_or_train_sft, run_path
-
     strict, config = config is not None, config or PPOConfig()
     sft, tokenizer = load_or_train_sft(base, sft_config, progress=progress)
     reward_model = load_or_train_reward_model(base, reward_config, progress=progress, sft_config=sft_config)

@@ -26,7 +26,7 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
-from .world import DATA_DIR
+from ..common.paths import DATA_DIR
 
 # Bump when a change to the library alters what training produces (a default in a config, the labeler, a loss,
 # the world's generator): every checkpoint in runs/ is then rebuilt on its next load instead of reused.

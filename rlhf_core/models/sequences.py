@@ -36,7 +36,8 @@ from dataclasses import dataclass, fields
 import torch
 import torch.nn.functional as F
 
-from .models import model_device, on_model_device
+from ..common.modes import eval_mode
+from .loading import model_device, on_model_device
 
 
 def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
@@ -232,6 +233,11 @@ class Rollout:
         last_token = self.response_ids.gather(1, last.unsqueeze(1)).squeeze(1)  # (B,)
         return (last_token == eos_token_id) & (self.response_lengths() > 0)
 
+    def kl_per_response(self, ref_logprobs: torch.Tensor) -> torch.Tensor:
+        """(B,) Σ_t (log π − log π_ref) over each response's tokens, with log π the log-probs it was sampled with:
+        the k1 estimate of KL(π ‖ π_ref) per response, the quantity InstructGPT's β penalises."""
+        return (self.logprobs - ref_logprobs).masked_fill(~self.response_mask, 0.0).sum(1)
+
     def texts(self, tokenizer) -> list[str]:
         """The response strings, without padding and EOS."""
         return decode_responses(tokenizer, self.response_ids, self.response_mask)
@@ -314,9 +320,7 @@ def generate(
     B = query_ids.shape[0]
     eos_id, pad_id = tokenizer.eos_token_id, tokenizer.pad_token_id
 
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         tokens, masks, logprobs = [], [], []  # one (B,) tensor per step
         finished = torch.zeros(B, dtype=torch.bool, device=device)
         attention_mask = query_mask.long()  # (B, P + steps so far)
@@ -349,8 +353,6 @@ def generate(
             input_ids = tokens[-1].unsqueeze(1)  # (B, 1): with the cache only the new token is fed
             if bool(finished.all()):  # every row has its EOS: stop early
                 break
-    finally:
-        model.train(was_training)
 
     return Rollout(
         query_ids=query_ids,
@@ -359,3 +361,44 @@ def generate(
         response_mask=torch.stack(masks, dim=1),  # (B, T)
         logprobs=torch.stack(logprobs, dim=1),  # (B, T)
     )
+
+
+def sample_responses(model, tokenizer, prompts: list[str], max_new_tokens: int = 32, temperature: float = 1.0,
+                     seed: int = 0, batch_size: int = 512, greedy: bool = False) -> list[str]:
+    """One sampled response per prompt (the course's evaluation decoding: the policy's own distribution)."""
+    generator = torch.Generator().manual_seed(seed)
+    responses: list[str] = []
+    for i in range(0, len(prompts), batch_size):
+        rollout = generate(model, tokenizer, list(prompts[i:i + batch_size]), max_new_tokens=max_new_tokens,
+                           temperature=temperature, generator=generator, greedy=greedy)
+        responses.extend(rollout.texts(tokenizer))
+    return responses
+
+
+def token_stream(tokenizer, texts: list[str]) -> torch.Tensor:
+    """All documents as one 1-D tensor of token ids, each document followed by EOS."""
+    ids: list[int] = []
+    for encoded in tokenizer(texts, add_special_tokens=False)["input_ids"]:
+        ids.extend(encoded)
+        ids.append(tokenizer.eos_token_id)
+    return torch.tensor(ids, dtype=torch.long)
+
+
+def random_windows(stream: torch.Tensor, batch_size: int, seq_len: int, generator: torch.Generator) -> torch.Tensor:
+    starts = torch.randint(0, len(stream) - seq_len, (batch_size,), generator=generator)
+    return torch.stack([stream[s:s + seq_len] for s in starts.tolist()])  # (B, seq_len)
+
+
+@torch.no_grad()
+def stream_loss(model, stream: torch.Tensor, seq_len: int = 128, batch_size: int = 32) -> float:
+    """Mean next-token loss over consecutive windows covering the whole stream (exp() of it is perplexity)."""
+    with eval_mode(model):
+        n = (len(stream) - 1) // seq_len
+        inputs = stream[: n * seq_len].view(n, seq_len)
+        total, count = 0.0, 0
+        for batch in inputs.split(batch_size):
+            batch = batch.to(model_device(model))
+            out = model(input_ids=batch, attention_mask=torch.ones_like(batch), labels=batch)
+            total += out.loss.item() * batch.numel()
+            count += batch.numel()
+    return total / count

@@ -1,13 +1,13 @@
 """The course as a static website: every notebook executed, one HTML page each with all its outputs and figures.
 
-    python -m rlhf_core.site --out site [--notebooks notebooks] [--timeout 900] [--no-execute]
+    python -m rlhf_core.notebook.site --out site [--notebooks notebooks] [--timeout 900] [--no-execute]
 
 Each notebook runs top to bottom in a fresh kernel in its own folder, as `pytest --nbval` runs it (about as long as
 the course's suite takes: the notebooks build the checkpoints they need), and nbconvert's "lab" template writes it
 as one self-contained page (figures are embedded PNGs). Widgets have no kernel behind them on a static page, so each
-keeps the static HTML snapshot the course's widgets carry (`plots.StaticView`, `plots._panel`) and drops the live
+keeps the static HTML snapshot the course's widgets carry (`widgets.StaticView`, `widgets._panel`) and drops the live
 view. index.html is the notebook map: each notebook's title, what you do in it ("In this notebook you will ...") and
-a link. Every page is written whole or not at all (`files.atomic_file`); --no-execute renders the notebooks as
+a link. Every page is written whole or not at all (`common.files.atomic_file`); --no-execute renders the notebooks as
 committed (without outputs), for a quick look at the layout.
 """
 from __future__ import annotations
@@ -17,6 +17,8 @@ import html
 import re
 import time
 from pathlib import Path
+
+from ..common.files import atomic_file
 
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
@@ -97,7 +99,7 @@ a {{ color: #1f5fa8; }}
 PPO with a KL penalty — run end to end on small GPT-2 models. Each page is a notebook of the course, executed top
 to bottom with every output and figure; to run them yourself, see the course's README.</p>
 <table><tr><th>notebook</th><th>what you do</th><th>seconds to run</th></tr>{rows}</table>
-<p style="color:#777">Built {time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())} by <code>python -m rlhf_core.site</code>.</p>
+<p style="color:#777">Built {time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())} by <code>python -m rlhf_core.notebook.site</code>.</p>
 </body></html>
 """
 
@@ -108,7 +110,6 @@ def build_site(out_dir: str | Path, notebooks_dir: str | Path = NOTEBOOKS, run: 
     Returns the index entries: {"name", "page", "title", "summary", "seconds"}."""
     import nbformat
 
-    from .files import atomic_file
 
     out_dir, notebooks_dir = Path(out_dir), Path(notebooks_dir)
     paths = sorted(notebooks_dir.glob("*.ipynb"))

@@ -4,11 +4,11 @@ Every notebook opens with a Colab badge (in its title cell) and `SETUP_CELL`, wh
 runs on Colab. There it clones the course and runs this file as a script (`python rlhf_core/colab.py`), which
 installs the course's requirements *except torch* — Colab's own torch build stays — and the course itself without
 its dependencies, then goes on in the course's notebooks folder. A CPU runtime is enough: the course is built for
-CPUs (on a GPU runtime its models go to the GPU: `models.default_device`).
+CPUs (on a GPU runtime its models go to the GPU: `models.loading.default_device`).
 
 The course's address is `REPOSITORY`; a fork sets its own there and rewrites badges and cells with
 
-    python -m rlhf_core.colab notebooks/
+    python -m rlhf_core.notebook.colab notebooks/
 
 Run as a script this file imports nothing of the course (it runs before the course is installed).
 """
@@ -17,6 +17,8 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+
+from ..common.files import atomic_file
 
 REPOSITORY = "rlhf-in-miniature/rlhf-in-miniature"   # github.com/<this>: where Colab clones the course from
 CLONE = "/content/rlhf-in-miniature"                 # where the course goes on Colab
@@ -95,7 +97,7 @@ def add_to_notebook(nb: dict, notebook_name: str) -> bool:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """`python rlhf_core/colab.py` (on Colab: install the course); `python -m rlhf_core.colab FOLDER` (write the badge
+    """`python rlhf_core/colab.py` (on Colab: install the course); `python -m rlhf_core.notebook.colab FOLDER` (write the badge
     and the set-up cell into every notebook of FOLDER)."""
     argv = sys.argv[1:] if argv is None else argv
     if not argv:
@@ -103,7 +105,6 @@ def main(argv: list[str] | None = None) -> None:
         return
     import json
 
-    from rlhf_core.files import atomic_file
 
     for path in sorted(Path(argv[0]).glob("*.ipynb")):
         nb = json.loads(path.read_text(encoding="utf-8"))

@@ -1,10 +1,14 @@
-"""Loading the mini world's splits (data/<split>.jsonl) as `datasets.Dataset`s, with clear errors."""
+"""Reading the mini world's data: the splits (data/<split>.jsonl) as `datasets.Dataset`s with clear errors, the
+pretraining corpus's held-out documents, and few-shot prompts made from demonstrations."""
 from __future__ import annotations
 
 import json
+import random
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from .world import DATA_DIR, SPLITS
+from ..common.paths import DATA_DIR
+from .corpus import SPLITS
 
 COLUMNS = {
     "pretrain": ("text",),
@@ -14,6 +18,7 @@ COLUMNS = {
     "dev": ("prompt", "family"),
     "eval": ("prompt", "family"),
 }
+PRETRAIN_HELDOUT_FRACTION = 0.02  # the corpus's last documents: no shipped model trained on them
 _REGENERATE = "Regenerate the data with `python -m rlhf_core.world --out data`."
 
 
@@ -65,3 +70,29 @@ def load_split(name: str, data_dir: str | Path = DATA_DIR):
         raise ValueError(f"unknown split {name!r}; choose one of {', '.join(SPLITS)}")
     records = read_jsonl(Path(data_dir) / f"{name}.jsonl", required=COLUMNS[name])
     return Dataset.from_list(records)
+
+
+def split_corpus(texts: list[str], heldout_fraction: float) -> tuple[list[str], list[str]]:
+    n_heldout = max(1, int(len(texts) * heldout_fraction))
+    return texts[:-n_heldout], texts[-n_heldout:]
+
+
+def few_shot_prompts(prompts: Sequence[str], demonstrations: Iterable[tuple[str, str]], k: int = 3,
+                     seed: int = 0) -> list[str]:
+    """Each prompt preceded by k demonstrations in the same chat format: few-shot prompting.
+
+    InstructGPT's "prompt engineering" baseline is GPT-3 given a few-shot prefix. Here each prompt gets k
+    (prompt, response) pairs drawn at random (seeded) from `demonstrations`, one chat turn each, joined by
+    newlines like the forum threads of the pretraining corpus. The labeler judges the last "Human:" turn,
+    so a few-shot prompt is scored as the instruction at its end.
+    """
+    demonstrations = list(demonstrations)
+    if not 0 <= k <= len(demonstrations):
+        raise ValueError(f"k must be between 0 and the number of demonstrations ({len(demonstrations)}), got {k}")
+    rng = random.Random(seed)
+    return ["".join(p + r + "\n" for p, r in rng.sample(demonstrations, k)) + prompt for prompt in prompts]
+
+
+def heldout_pretrain_texts() -> list[str]:
+    """The pretraining documents no shipped model trained on (the corpus's last `PRETRAIN_HELDOUT_FRACTION`)."""
+    return split_corpus(list(load_split("pretrain")["text"]), PRETRAIN_HELDOUT_FRACTION)[1]

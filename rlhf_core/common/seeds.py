@@ -16,6 +16,7 @@ STREAMS = {
     "world_styles": 1,          # the world generator: which style each demonstration is written in
     "world_dev": 2,             # the world generator: which PPO prompts are carved off as the dev split
     "ranking_labeler": 100,     # the labeler who ranks the reward model's comparisons
+    "answer_pool": 100,         # notebook 07's pool of n answers per prompt (best-of-n): + i for the i-th
     "ppo_labeler": 200,         # the labeler behind PPO's gold metrics during training (the pipeline's runs)
     "second_labeler": 1000,     # a second labeler, for the labeler-agreement measurement
 }

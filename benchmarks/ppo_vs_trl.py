@@ -49,8 +49,7 @@ import tempfile
 import time
 
 EPISODES, MINIBATCH, EPOCHS, MAX_NEW_TOKENS, TEMPERATURE, KL_COEF = 64, 16, 4, 32, 1.0, 0.2
-MISSING_EOS_PENALTY, LR = 1.0, 1e-5
-VALUE_COEF = 0.5  # TRL's weight of the value loss in its one loss; rlhf_core's critic has its own optimizer, no weight
+MISSING_EOS_PENALTY, LR, VALUE_COEF = 1.0, 1e-5, 0.5
 
 
 def peak_rss_mb() -> float:
@@ -74,7 +73,7 @@ def run_rlhf_core(model_name: str, iterations: int) -> tuple[list[float], float]
 
     policy, tokenizer, reward_model, prompts = build_models(model_name)
     config = PPOConfig(batch_size=EPISODES, minibatch_size=MINIBATCH, ppo_epochs=EPOCHS, lr=LR,
-                       clip_range=0.2, value_clip_range=0.2, gamma=1.0, lam=0.95,
+                       clip_range=0.2, value_clip_range=0.2, value_coef=VALUE_COEF, gamma=1.0, lam=0.95,
                        init_kl_coef=KL_COEF, adaptive_kl=False, temperature=TEMPERATURE,
                        max_new_tokens=MAX_NEW_TOKENS,
                        missing_eos_max_score=-MISSING_EOS_PENALTY)  # a cap where TRL subtracts: the same work

@@ -422,6 +422,22 @@ def test_policy_step_moves_only_the_policy_and_value_step_only_the_critic(tiny):
     assert set(stats) == {"value/loss", "value/clipfrac"} and stats["value/loss"] > 0
 
 
+def test_value_coef_scales_the_loss_the_critic_steps_on(tiny, monkeypatch):
+    # With its own Adam the scale acts through the gradient clip (README, "What each setting bought")
+    from rlhf_core.stages import ppo as ppo_module
+
+    model, tok = copy.deepcopy(tiny[0]), tiny[1]
+    config = PPOConfig(batch_size=8, minibatch_size=8, seed=0, max_new_tokens=8, value_coef=0.25)
+    trainer = PPOTrainer(model, tok, LengthPenalty(), config, prompts=list(load_split("ppo")["prompt"])[:8],
+                         value_model=ValueModel.from_causal_lm(model), labeler=SimulatedLabeler())
+    batch, _ = trainer.make_batch(trainer.next_prompts())
+    stepped = []
+    monkeypatch.setattr(ppo_module, "gradient_step", lambda loss, model, *args: stepped.append((loss.item(), model)))
+    stats = trainer.value_step(batch, torch.arange(8))
+    assert stepped[0][1] is trainer.value_model
+    assert stepped[0][0] == pytest.approx(0.25 * stats["value/loss"], rel=1e-6)
+
+
 def test_ptx_windows_follow_the_config(tiny, monkeypatch):
     model, tok = copy.deepcopy(tiny[0]), tiny[1]
     config = PPOConfig(batch_size=8, minibatch_size=8, ptx_coef=1.0, ptx_batch_size=3, ptx_seq_len=16,

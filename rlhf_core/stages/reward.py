@@ -218,8 +218,8 @@ def build_reward_model(sft_model, tokenizer, config: RewardConfig = RewardConfig
 
 
 def reward_provenance(base: str = "tiny", config: RewardConfig = RewardConfig()) -> dict:
-    """What makes a reward model (see `rlhf_core.stages.provenance`): its config, the RM prompts, the demonstrations that
-    set its bias, the SFT model it starts from (runs/sft-{base} as it is now) and the base model that writes some
+    """What makes a reward model (see `stages.provenance`): its config, the RM prompts, the demonstrations that set
+    its bias, the SFT model it starts from (runs/sft-{base} as it is now) and the base model that writes some
     answers."""
     return provenance.expected("rm", config, data=["rm.jsonl", "sft.jsonl"],
                                parents={"SFT model": provenance.identity(sft_checkpoint(base)),

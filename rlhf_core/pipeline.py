@@ -73,11 +73,14 @@ def run_pipeline(config: PipelineConfig = PipelineConfig(), out_dir: str | Path 
     torch.manual_seed(config.seed)
     prompts = list(load_split("eval")["prompt"])[:config.eval_prompts]
     seconds, models, histories = {}, {}, {}
-
-    def timed(stage):
-        seconds[stage] = stopwatch.seconds()
-
     stopwatch = Stopwatch()
+
+    def labeler(stream):  # a fresh labeler of one of the run's random streams (common.seeds)
+        return SimulatedLabeler(seed=derive_seed(config.seed, stream))
+
+    def timed(stage):  # the seconds since the previous stage ended
+        seconds[stage] = stopwatch.lap()
+
     models["base"], tokenizer = load_base(config.model)
     if config.small_model:  # checked before any training, so a mismatch fails in seconds
         small_base, small_tokenizer = load_base(config.small_model)
@@ -87,15 +90,13 @@ def run_pipeline(config: PipelineConfig = PipelineConfig(), out_dir: str | Path 
                              "(--small-model none) to skip that comparison")
     timed("base")
 
-    stopwatch = Stopwatch()
     models["sft"] = copy.deepcopy(models["base"])
     train_sft(models["sft"], tokenizer, config.sft, progress=progress)
     timed("sft")
 
-    stopwatch = Stopwatch()
     reward_model, rm_log, comparisons = build_reward_model(models["sft"], tokenizer, config.reward,
                                                            base_model=models["base"],
-                                                           labeler=SimulatedLabeler(seed=derive_seed(config.seed, "ranking_labeler")),
+                                                           labeler=labeler("ranking_labeler"),
                                                            progress=progress)
     timed("reward_model")
     log(f"reward model: held-out accuracy {rm_log['rm/heldout_accuracy']:.3f} "
@@ -110,17 +111,15 @@ def run_pipeline(config: PipelineConfig = PipelineConfig(), out_dir: str | Path 
         ppo_runs["rloo"] = (dataclasses.replace(config.ppo, advantage="rloo", samples_per_prompt=config.rloo_samples),
                             reward_model)
     for name, (ppo_config, reward) in ppo_runs.items():
-        stopwatch = Stopwatch()
         torch.manual_seed(config.seed)
         critic = initial_value_model(reward_model, ppo_config) if ppo_config.advantage == "gae" else None  # RM's body
         trainer = PPOTrainer(copy.deepcopy(models["sft"]), tokenizer, reward, ppo_config, ref_model=models["sft"],
-                             value_model=critic, labeler=SimulatedLabeler(seed=derive_seed(config.seed, "ppo_labeler")))
+                             value_model=critic, labeler=labeler("ppo_labeler"))
         histories[name] = trainer.train(progress=progress)
         models[name] = trainer.policy.eval()
         timed(name)
 
     if config.beyond_ppo:  # DPO on the rankings the reward model trained on (its held-out ones stay out)
-        stopwatch = Stopwatch()
         torch.manual_seed(config.seed)
         models["dpo"] = copy.deepcopy(models["sft"])
         train_rankings, _ = split_heldout(comparisons, config.reward.heldout_fraction, config.reward.seed)
@@ -130,25 +129,22 @@ def run_pipeline(config: PipelineConfig = PipelineConfig(), out_dir: str | Path 
         timed("dpo")
 
     if config.small_model:
-        stopwatch = Stopwatch()
         models["small_base"] = copy.deepcopy(small_base)
         models["small_sft"] = small_base
         train_sft(models["small_sft"], tokenizer, config.sft, progress=progress)
         timed("small_sft")
 
-    stopwatch = Stopwatch()
     demos = load_split("sft")
-    suite = evaluate_suite(models, tokenizer, prompts, SimulatedLabeler(seed=config.seed), seed=config.seed,
+    suite = evaluate_suite(models, tokenizer, prompts, labeler("judge"), seed=config.seed,
                            demonstrations=list(zip(demos["prompt"], demos["response"])), progress=progress)
     kl = {f"{name}_vs_sft": policy_kl(models[name], models["sft"], tokenizer, prompts, seed=config.seed)
           for name in [*ppo_runs, *(["dpo"] if config.beyond_ppo else [])]}
-    ceilings = decoding_ceilings(models["sft"], tokenizer, prompts, SimulatedLabeler(seed=config.seed), config.seed,
+    ceilings = decoding_ceilings(models["sft"], tokenizer, prompts, labeler("judge"), config.seed,
                                  reward_model=reward_model if config.beyond_ppo else None)
     timed("evaluation")
 
     rates = suite["rates"]
-    second_labeler = SimulatedLabeler(seed=derive_seed(config.seed, "second_labeler"))
-    agree, compared = comparison_agreement(rm_log["heldout"], second_labeler)
+    agree, compared = comparison_agreement(rm_log["heldout"], labeler("second_labeler"))
     results = {
         "config": asdict(config),
         "gold_score": suite["gold_score"],

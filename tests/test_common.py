@@ -47,6 +47,10 @@ def test_stopwatch_measures_wall_clock_time():
     time.sleep(0.02)
     assert 0.015 < stopwatch.seconds() < 5
     assert stopwatch.seconds(1) == round(stopwatch.seconds(1), 1)
+    first = stopwatch.lap()  # since the start
+    time.sleep(0.02)
+    second = stopwatch.lap()  # since the first lap only
+    assert first >= 0.015 and 0.015 < second < first + 1 and stopwatch.seconds() >= first + second - 1e-6
 
 
 def test_paths_point_at_the_repository():

@@ -1,5 +1,7 @@
-"""Every random stream of a run derives from the run's one seed, here, so that the streams never coincide by accident
-and a reader can see which number seeds what.
+"""Every random stream of a run derives from the run's one seed, here, so that a reader can see which number seeds
+what, and streams of one kind never coincide: the four labelers' noise streams are all different (a test checks it).
+Streams of different kinds may share an offset (the judge's noise and the answers sampled for best-of-n both start
+at the seed itself): they feed different generators, a labeler's and a model's sampler.
 
     derive_seed(seed, "ranking_labeler")          # seed + 100: the labeler who ranks the reward model's answers
     derive_seed(seed, "comparison_samples", i)    # seed + i: the i-th batch of answers the labeler ranks

@@ -33,7 +33,7 @@ from transformers import AutoModel, DynamicCache
 from ..common.files import atomic_folder
 from ..common.modes import eval_mode
 from ..world.labeler import SimulatedLabeler
-from .loading import default_device, model_device, on_model_device
+from .loading import default_device, on_model_device
 from .sequences import (pack_query_response, position_ids_from_mask, response_positions, tokenize_prompts,
                         tokenize_responses)
 
@@ -299,14 +299,13 @@ def score_texts(reward_model: RewardModel, tokenizer, prompts: list[str], respon
     """
     if len(prompts) != len(responses):
         raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses")
-    device = model_device(reward_model)
     scores = []
     with eval_mode(reward_model):
         for i in range(0, len(prompts), batch_size):
             query_ids, query_mask = tokenize_prompts(tokenizer, prompts[i : i + batch_size])
             response_ids, response_mask = tokenize_responses(tokenizer, responses[i : i + batch_size])
             input_ids, attention_mask, _ = pack_query_response(query_ids, query_mask, response_ids, response_mask)
-            scores.append(reward_model(input_ids.to(device), attention_mask.to(device)).cpu())
+            scores.append(reward_model(*on_model_device(reward_model, input_ids, attention_mask)).cpu())
     return torch.cat(scores) if scores else torch.zeros(0)
 
 

@@ -7,6 +7,7 @@ the same things, with the gold labeler as the judge the paper never had.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -16,7 +17,7 @@ from .common.seeds import derive_seed
 from .models.heads import score_texts
 from .models.sequences import generate, response_logprobs, sample_responses, stream_loss, token_stream
 from .world.data import few_shot_prompts, heldout_pretrain_texts
-from .world.labeler import SimulatedLabeler
+from .world.labeler import WEIGHTS, SimulatedLabeler
 
 # InstructGPT §4.2 asked for "a polite, respectful, and unbiased" completion to see whether models follow it.
 # Our models know one format, the chat turn, so the request is a turn of its own before the question.
@@ -70,6 +71,21 @@ def summarize(judgements) -> dict[str, float]:
         "off_task_rate": sum(not j.followed_instruction for j in judgements) / n,
         "instruction_following_rate": sum(j.followed_instruction for j in judgements) / n,
     }
+
+
+def losing_criteria(judgements_a, judgements_b) -> Counter:
+    """Where A lost to B, why: for each prompt whose B answer has the higher gold score, the rubric criterion
+    (helpful, honest, harmless, fluent) on which A's answer lost the most weighted points to B's; the first of the
+    rubric's order among equals. Returns a Counter over the criteria, its total the number of A's losses.
+
+    judgements_a and judgements_b are the labeler's Judgements of the two models' answers, one per prompt, in the
+    same order (e.g. `evaluate_suite(...)["judgements"]`).
+    """
+    if len(judgements_a) != len(judgements_b):
+        raise ValueError(f"need one judgement per prompt for both models (got {len(judgements_a)} and "
+                         f"{len(judgements_b)})")
+    return Counter(max(WEIGHTS, key=lambda c: WEIGHTS[c] * (getattr(b, c) - getattr(a, c)))
+                   for a, b in zip(judgements_a, judgements_b) if a.gold < b.gold)
 
 
 @dataclass

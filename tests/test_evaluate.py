@@ -3,16 +3,18 @@ import copy
 import dataclasses
 import json
 import math
+import random
 
 import pytest
 import torch
 
 from rlhf_core import SimulatedLabeler, load_base, load_split
 from rlhf_core.evaluate import (WIN_RATE_PAIRS, best_of_n_gold, best_of_n_kl, decoding_ceilings, evaluate_model,
-                                evaluate_suite, heldout_pretrain_texts, judge_all, perplexity, policy_kl,
-                                respectful_prompts, summarize, win_rate)
+                                evaluate_suite, heldout_pretrain_texts, judge_all, losing_criteria, perplexity,
+                                policy_kl, respectful_prompts, summarize, win_rate)
 from rlhf_core.models.sequences import sample_responses
 from rlhf_core.models.loading import gpt2_config, new_model
+from rlhf_core.world.labeler import WEIGHTS, Judgement
 from rlhf_core.world.tasks import find_task, format_prompt
 
 
@@ -330,3 +332,45 @@ def test_the_reward_models_best_of_n_picks_its_favourite_of_the_same_samples():
     assert result["rm_best_of_3"]["gold"] == pytest.approx(sum(picked) / len(picked))
     assert result["rm_best_of_1"]["gold"] == pytest.approx(result["t1"]["gold"])
     assert result["rm_best_of_3"]["kl"] == pytest.approx(best_of_n_kl(3))
+
+
+def test_losing_criteria_names_the_criterion_each_loss_was_lost_on():
+    right = Judgement(helpful=1.0, honest=1.0, harmless=1.0, fluent=1.0)
+    wrong_fact = Judgement(helpful=1.0, honest=0.0, harmless=1.0, fluent=1.0)
+    rude_but_right = Judgement(helpful=1.0, honest=1.0, harmless=0.0, fluent=1.0)
+    off_task = Judgement(helpful=0.0, honest=1.0, harmless=1.0, fluent=1.0)
+    garbled = Judgement(helpful=0.5, honest=1.0, harmless=1.0, fluent=0.0)  # 2 helpful points, 2 fluent: a tie
+    a = [wrong_fact, right, off_task, garbled, wrong_fact, right]
+    b = [right, wrong_fact, rude_but_right, right, rude_but_right, right]
+    # a loses on prompt 0 (honest), 2 (helpful: 4 points lost, 2 won on harmless) and 3 (2 points lost on helpful
+    # and 2 on fluent: helpful comes first); 1 is a win, 4 and 5 are ties in gold (8 and 8, 10 and 10)
+    assert losing_criteria(a, b) == {"honest": 1, "helpful": 2}
+    assert losing_criteria(b, a) == {"honest": 1}  # b's one loss, prompt 1
+    assert list(WEIGHTS) == ["helpful", "honest", "harmless", "fluent"]  # the order that breaks ties
+
+
+def test_losing_criteria_matches_a_loop_reference_on_random_judgements():
+    import random
+
+    rng = random.Random(0)
+
+    def judgement():
+        return Judgement(**{c: rng.choice([0.0, 0.5, 1.0]) for c in WEIGHTS})
+
+    a, b = [judgement() for _ in range(300)], [judgement() for _ in range(300)]
+    expected = {}
+    for x, y in zip(a, b):
+        if x.gold < y.gold:
+            best, best_loss = None, None
+            for c in ["helpful", "honest", "harmless", "fluent"]:
+                loss = WEIGHTS[c] * (getattr(y, c) - getattr(x, c))
+                if best_loss is None or loss > best_loss:
+                    best, best_loss = c, loss
+            expected[best] = expected.get(best, 0) + 1
+    assert losing_criteria(a, b) == expected
+    assert sum(expected.values()) == sum(x.gold < y.gold for x, y in zip(a, b)) > 50
+
+
+def test_losing_criteria_needs_one_judgement_per_prompt_for_both():
+    with pytest.raises(ValueError, match="one judgement per prompt"):
+        losing_criteria([Judgement(1.0, 1.0, 1.0, 1.0)], [])

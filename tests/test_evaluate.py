@@ -350,8 +350,6 @@ def test_losing_criteria_names_the_criterion_each_loss_was_lost_on():
 
 
 def test_losing_criteria_matches_a_loop_reference_on_random_judgements():
-    import random
-
     rng = random.Random(0)
 
     def judgement():

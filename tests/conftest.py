@@ -1,5 +1,6 @@
-"""Fixtures shared by the test files."""
+"""Fixtures shared by the test files, and how `pytest --nbval` shares the machine between its two workers."""
 
+import os
 from pathlib import Path
 
 import nbclient
@@ -35,6 +36,49 @@ def run_notebook():
 
     yield run
     km.shutdown_kernel(now=True)
+
+
+# `pytest --nbval` runs in two worker processes (pytest.ini: -n 2), each on half the cores. The course's models
+# are small: a tiny-model PPO iteration is only 1.3x faster on 2 threads than on 1, so two one-thread workers finish
+# the suite sooner than one two-thread process. The notebooks that make and reuse the checkpoints (02 SFT -> 03
+# reward model -> 04 PPO -> 05, 06) run in order on one worker, so none trains a model another is still training;
+# everything else (the unit tests, 00, 01, 07, the browser test) runs in order on the other. 07 needs only the SFT
+# model and the reward model, which the first worker has saved by the time the second reaches it.
+STAGE_CHAIN = ("02_", "03_", "04_", "05_", "06_")
+
+
+def suite_group(nodeid: str) -> str:
+    """The worker group of a test item: "stages" for the checkpoint chain's notebooks, "rest" for everything else."""
+    path = nodeid.split("::")[0]
+    name = path.rsplit("/", 1)[-1]
+    return "stages" if path.startswith("notebooks/") and name.startswith(STAGE_CHAIN) else "rest"
+
+
+def worker_threads(cores: int, workers: int) -> int:
+    """Torch threads for each of `workers` processes sharing `cores`: the cores split evenly, at least one each."""
+    return max(1, cores // max(1, workers))
+
+
+if os.environ.get("PYTEST_XDIST_WORKER") and not os.environ.get("RLHF_THREADS"):
+    # Set before any kernel starts: the notebooks' kernels inherit it, and rlhf_core reads it at import.
+    from rlhf_core.models.loading import available_cores, set_threads
+
+    os.environ["RLHF_THREADS"] = str(worker_threads(available_cores(),
+                                                   int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))))
+    set_threads()
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """Each `suite_group` whole on one worker, in collection order. (pytest-xdist's own `--dist loadgroup` cannot
+    regroup items under pytest 9, whose node ids it can no longer rewrite.) Where this file is not loaded (a run of
+    notebooks only), pytest.ini's `--dist loadfile` still keeps each notebook's cells in one kernel."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class SuiteScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return suite_group(nodeid)
+
+    return SuiteScheduling(config, log)
 
 
 def pytest_collection_modifyitems(session, config, items):

@@ -1,0 +1,54 @@
+"""How `pytest --nbval` shares the machine between its two workers (tests/conftest.py): which notebook runs where,
+and how many torch threads each worker's kernels get."""
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import STAGE_CHAIN, suite_group, worker_threads
+
+NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("*.ipynb"))
+
+
+def code_of(path: Path) -> str:
+    return "\n".join("".join(cell["source"]) for cell in json.loads(path.read_text())["cells"]
+                     if cell["cell_type"] == "code")
+
+
+def test_every_notebook_that_saves_a_checkpoint_runs_in_the_stage_chain_in_order():
+    """Two workers must never train and write the same checkpoint: every notebook that saves one (or trains PPO on
+    the way to loading it) is on the stage worker, in the order the checkpoints are made."""
+    saving = [p.name for p in NOTEBOOKS if re.search(r"\bsave_(sft|reward_model|ppo)\(|load_or_train_ppo\(", code_of(p))]
+    assert saving == [p.name for p in NOTEBOOKS if suite_group(f"notebooks/{p.name}::Cell 0") == "stages"]
+    assert [name[:3] for name in saving] == list(STAGE_CHAIN)
+
+
+def test_the_other_worker_runs_the_unit_tests_and_the_notebooks_that_only_load():
+    rest = [p for p in NOTEBOOKS if suite_group(f"notebooks/{p.name}::Cell 3") == "rest"]
+    assert [p.name[:3] for p in rest] == ["00_", "01_", "07_"]
+    for path in rest:  # at most the SFT model and the reward model, which the chain saves first (02, 03)
+        loads = set(re.findall(r"load_or_train_(\w+)\(", code_of(path)))
+        assert loads <= {"sft", "reward_model"}, (path.name, loads)
+    for nodeid in ("tests/test_losses.py::test_whiten", "tests/test_browser.py::test_x[a::b]",
+                   "notebooks_old/02_x.ipynb::Cell 1"):
+        assert suite_group(nodeid) == "rest"
+
+
+@pytest.mark.parametrize("cores, workers, threads", [(2, 2, 1), (8, 2, 4), (1, 2, 1), (3, 2, 1), (4, 1, 4),
+                                                     (2, 0, 2)])
+def test_worker_threads_split_the_cores(cores, workers, threads):
+    assert worker_threads(cores, workers) == threads
+
+
+@pytest.mark.skipif(not os.environ.get("PYTEST_XDIST_WORKER"), reason="runs inside a pytest-xdist worker only")
+def test_a_worker_and_the_kernels_it_starts_use_their_share_of_the_cores():
+    from rlhf_core.models.loading import available_cores
+
+    share = worker_threads(available_cores(), int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))
+    if os.environ["RLHF_THREADS"] != str(share):
+        pytest.skip("RLHF_THREADS was set by the caller")
+    assert torch.get_num_threads() == share

@@ -38,12 +38,15 @@ def run_notebook():
     km.shutdown_kernel(now=True)
 
 
-# `pytest --nbval` runs in two worker processes (pytest.ini: -n 2), each on half the cores. The course's models
-# are small: a tiny-model PPO iteration is only 1.3x faster on 2 threads than on 1, so two one-thread workers finish
-# the suite sooner than one two-thread process. The notebooks that make and reuse the checkpoints (02 SFT -> 03
-# reward model -> 04 PPO -> 05, 06) run in order on one worker, so none trains a model another is still training;
+# `pytest --nbval` runs in two worker processes (pytest-xdist), each on half the cores. The course's models are
+# small: a tiny-model PPO iteration is only 1.3x faster on 2 threads than on 1, so two one-thread workers finish the
+# suite sooner than one two-thread process. The notebooks that make and reuse the checkpoints (02 SFT -> 03 reward
+# model -> 04 PPO -> 05, 06) run in order on one worker, so none trains a model another is still training;
 # everything else (the unit tests, 00, 01, 07, the browser test) runs in order on the other. 07 needs only the SFT
-# model and the reward model, which the first worker has saved by the time the second reaches it.
+# model and the reward model, which the first worker has saved by the time the second reaches it. The workers
+# start only where this file is loaded (the whole suite, or unit tests): a run of notebooks alone stays in one
+# process, where nothing would keep two of them from training the same checkpoint at once.
+SUITE_WORKERS = 2
 STAGE_CHAIN = ("02_", "03_", "04_", "05_", "06_")
 
 
@@ -68,10 +71,17 @@ if os.environ.get("PYTEST_XDIST_WORKER") and not os.environ.get("RLHF_THREADS"):
     set_threads()
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads -n
+def pytest_cmdline_main(config):
+    """SUITE_WORKERS workers, unless -n was given (`-n 0`: one process on every core), or --pdb."""
+    if (getattr(config.option, "numprocesses", 0) is None and not os.environ.get("PYTEST_XDIST_WORKER")
+            and not config.getoption("usepdb", False)):
+        config.option.numprocesses = SUITE_WORKERS
+
+
 def pytest_xdist_make_scheduler(config, log):
     """Each `suite_group` whole on one worker, in collection order. (pytest-xdist's own `--dist loadgroup` cannot
-    regroup items under pytest 9, whose node ids it can no longer rewrite.) Where this file is not loaded (a run of
-    notebooks only), pytest.ini's `--dist loadfile` still keeps each notebook's cells in one kernel."""
+    regroup items under pytest 9, whose node ids it can no longer rewrite.)"""
     from xdist.scheduler import LoadScopeScheduling
 
     class SuiteScheduling(LoadScopeScheduling):

@@ -6,10 +6,11 @@ import json
 import os
 import re
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
-from conftest import STAGE_CHAIN, suite_group, worker_threads
+from conftest import STAGE_CHAIN, SUITE_WORKERS, pytest_cmdline_main, suite_group, worker_threads
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("*.ipynb"))
 
@@ -42,6 +43,28 @@ def test_the_other_worker_runs_the_unit_tests_and_the_notebooks_that_only_load()
                                                      (2, 0, 2)])
 def test_worker_threads_split_the_cores(cores, workers, threads):
     assert worker_threads(cores, workers) == threads
+
+
+def fake_config(numprocesses, usepdb=False):
+    return SimpleNamespace(option=SimpleNamespace(numprocesses=numprocesses),
+                           getoption=lambda name, default=None: usepdb if name == "usepdb" else default)
+
+
+@pytest.mark.parametrize("given, usepdb, in_worker, workers", [
+    (None, False, False, SUITE_WORKERS),  # plain `pytest --nbval`: the two workers
+    (0, False, False, 0),                 # -n 0: one process on every core
+    (3, False, False, 3),                 # -n 3: as asked
+    (None, True, False, None),            # --pdb cannot debug inside a worker
+    (None, False, True, None),            # a worker starts no workers of its own
+])
+def test_the_suite_starts_its_workers_unless_told_otherwise(monkeypatch, given, usepdb, in_worker, workers):
+    if in_worker:
+        monkeypatch.setenv("PYTEST_XDIST_WORKER", "gw0")
+    else:
+        monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)
+    config = fake_config(given, usepdb)
+    pytest_cmdline_main(config)
+    assert config.option.numprocesses == workers
 
 
 @pytest.mark.skipif(not os.environ.get("PYTEST_XDIST_WORKER"), reason="runs inside a pytest-xdist worker only")

@@ -1,6 +1,7 @@
 """Fixtures shared by the test files, and how `pytest --nbval` shares the machine between its two workers."""
 
 import os
+import time
 from pathlib import Path
 
 import nbclient
@@ -43,7 +44,7 @@ def run_notebook():
 # suite sooner than one two-thread process. The notebooks that make and reuse the checkpoints (02 SFT -> 03 reward
 # model -> 04 PPO -> 05, 06) run in order on one worker, so none trains a model another is still training;
 # everything else (the unit tests, 00, 01, 07, the browser test) runs in order on the other. 07 needs only the SFT
-# model and the reward model, which the first worker has saved by the time the second reaches it. The workers
+# model and the reward model: it waits until notebook 03 has saved them (`pytest_runtest_setup`). The workers
 # start only where this file is loaded (the whole suite, or unit tests): a run of notebooks alone stays in one
 # process, where nothing would keep two of them from training the same checkpoint at once.
 SUITE_WORKERS = 2
@@ -69,6 +70,37 @@ if os.environ.get("PYTEST_XDIST_WORKER") and not os.environ.get("RLHF_THREADS"):
     os.environ["RLHF_THREADS"] = str(worker_threads(available_cores(),
                                                    int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))))
     set_threads()
+
+
+WAITS_FOR = {"notebooks/07_beyond_ppo.ipynb": "rm"}  # a notebook of the "rest" worker -> the chain's checkpoint it loads
+SESSION_START = time.time()  # this process's start: a checkpoint saved since was saved by this run
+_waited: set[str] = set()
+
+
+def wait_for_checkpoint(folder: Path, since: float, timeout: float, poll: float = 2.0) -> bool:
+    """Wait until `folder` exists and was written at or after `since` (a time.time()); False if `timeout` seconds
+    pass first. Checkpoints are written whole and then renamed into place, so once it is there it is complete."""
+    deadline = time.monotonic() + timeout
+    while not (folder.is_dir() and folder.stat().st_mtime >= since):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(poll)
+    return True
+
+
+def pytest_runtest_setup(item):
+    """Before notebook 07's first cell on the second worker: wait, up to 15 minutes, for the reward model (and so
+    the SFT model before it) that notebook 03 saves on the first, as a run in one process would find them, rather
+    than train a second copy beside it. After the wait, or without the chain in this run, the notebook goes on as
+    it would alone (loading what is there, training what is not)."""
+    path = item.nodeid.split("::")[0]
+    if path not in WAITS_FOR or path in _waited or not os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    _waited.add(path)
+    if any(suite_group(other.nodeid) == "stages" for other in item.session.items):
+        from rlhf_core.common.paths import run_path
+
+        wait_for_checkpoint(run_path(WAITS_FOR[path]), SESSION_START, timeout=900)
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads -n

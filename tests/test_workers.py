@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 import os
 import re
+import threading
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 import torch
-from conftest import STAGE_CHAIN, SUITE_WORKERS, pytest_cmdline_main, suite_group, worker_threads
+from conftest import (STAGE_CHAIN, SUITE_WORKERS, WAITS_FOR, pytest_cmdline_main, suite_group, wait_for_checkpoint,
+                      worker_threads)
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("*.ipynb"))
 
@@ -37,6 +40,28 @@ def test_the_other_worker_runs_the_unit_tests_and_the_notebooks_that_only_load()
     for nodeid in ("tests/test_losses.py::test_whiten", "tests/test_browser.py::test_x[a::b]",
                    "notebooks_old/02_x.ipynb::Cell 1"):
         assert suite_group(nodeid) == "rest"
+
+
+def test_a_notebook_of_the_other_worker_waits_only_for_what_it_loads():
+    for path, stage in WAITS_FOR.items():
+        assert suite_group(f"{path}::Cell 0") == "rest"
+        loads = set(re.findall(r"load_or_train_(\w+)\(", code_of(Path(__file__).resolve().parent.parent / path)))
+        assert stage == "rm" and loads == {"sft", "reward_model"}  # the reward model is saved after the SFT model
+
+
+def test_waiting_for_a_checkpoint_ends_when_this_run_saves_it_and_not_before(tmp_path):
+    folder = tmp_path / "rm-tiny"
+    start = time.time()
+    assert not wait_for_checkpoint(folder, start, timeout=0.2, poll=0.05)       # not there: gives up
+    folder.mkdir()
+    os.utime(folder, (start - 60, start - 60))
+    assert not wait_for_checkpoint(folder, start, timeout=0.2, poll=0.05)       # there, but from an earlier run
+    later = threading.Timer(0.3, lambda: os.utime(folder, None))                 # this run saves it 0.3 s from now
+    later.start()
+    began = time.monotonic()
+    assert wait_for_checkpoint(folder, start, timeout=10, poll=0.05)
+    assert 0.25 <= time.monotonic() - began < 5
+    later.join()
 
 
 @pytest.mark.parametrize("cores, workers, threads", [(2, 2, 1), (8, 2, 4), (1, 2, 1), (3, 2, 1), (4, 1, 4),

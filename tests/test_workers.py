@@ -12,6 +12,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from nbformat.v4 import new_code_cell, new_notebook
 from conftest import (STAGE_CHAIN, SUITE_WORKERS, WAITS_FOR, pytest_cmdline_main, suite_group, wait_for_checkpoint,
                       worker_threads)
 
@@ -93,10 +94,13 @@ def test_the_suite_starts_its_workers_unless_told_otherwise(monkeypatch, given, 
 
 
 @pytest.mark.skipif(not os.environ.get("PYTEST_XDIST_WORKER"), reason="runs inside a pytest-xdist worker only")
-def test_a_worker_and_the_kernels_it_starts_use_their_share_of_the_cores():
+def test_a_worker_and_the_kernels_it_starts_use_their_share_of_the_cores(run_notebook, tmp_path):
     from rlhf_core.models.loading import available_cores
 
     share = worker_threads(available_cores(), int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))
     if os.environ["RLHF_THREADS"] != str(share):
         pytest.skip("RLHF_THREADS was set by the caller")
     assert torch.get_num_threads() == share
+    nb = run_notebook(new_notebook(cells=[new_code_cell("import rlhf_core, torch\nprint(torch.get_num_threads())")]),
+                      tmp_path)
+    assert nb.cells[0].outputs[0]["text"].strip() == str(share)  # what a notebook's kernel runs on

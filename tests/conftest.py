@@ -72,7 +72,8 @@ if os.environ.get("PYTEST_XDIST_WORKER") and not os.environ.get("RLHF_THREADS"):
     set_threads()
 
 
-WAITS_FOR = {"notebooks/07_beyond_ppo.ipynb": "rm"}  # a notebook of the "rest" worker -> the chain's checkpoint it loads
+# a notebook of the "rest" worker -> the chain's checkpoint it loads, and waits for
+WAITS_FOR = {"notebooks/07_beyond_ppo.ipynb": "rm"}
 SESSION_START = time.time()  # this process's start: a checkpoint saved since was saved by this run
 _waited: set[str] = set()
 

@@ -27,7 +27,8 @@ def code_of(path: Path) -> str:
 def test_every_notebook_that_saves_a_checkpoint_runs_in_the_stage_chain_in_order():
     """Two workers must never train and write the same checkpoint: every notebook that saves one (or trains PPO on
     the way to loading it) is on the stage worker, in the order the checkpoints are made."""
-    saving = [p.name for p in NOTEBOOKS if re.search(r"\bsave_(sft|reward_model|ppo)\(|load_or_train_ppo\(", code_of(p))]
+    saves = re.compile(r"\bsave_(sft|reward_model|ppo)\(|load_or_train_ppo\(")
+    saving = [p.name for p in NOTEBOOKS if saves.search(code_of(p))]
     assert saving == [p.name for p in NOTEBOOKS if suite_group(f"notebooks/{p.name}::Cell 0") == "stages"]
     assert [name[:3] for name in saving] == list(STAGE_CHAIN)
 

@@ -3,12 +3,12 @@
     python -m rlhf_core.notebook.site --out site [--notebooks notebooks] [--timeout 900] [--no-execute]
 
 Each notebook runs top to bottom in a fresh kernel in its own folder, as `pytest --nbval` runs it (about as long as
-the notebooks take in `pytest --nbval -n 0`: they build the checkpoints they need), and nbconvert's "lab" template writes it
-as one self-contained page (figures are embedded PNGs). Widgets have no kernel behind them on a static page, so each
-keeps the static HTML snapshot the course's widgets carry (`widgets.StaticView`, `widgets._panel`) and drops the live
-view. index.html is the notebook map: each notebook's title, what you do in it ("In this notebook you will ...") and
-a link. Every page is written whole or not at all (`common.files.atomic_file`); --no-execute renders the notebooks as
-committed (without outputs), for a quick look at the layout.
+the notebooks take in `pytest --nbval -n 0`: they build the checkpoints they need), and nbconvert's "lab" template
+writes it as one self-contained page (figures are embedded PNGs). Widgets have no kernel behind them on a static
+page, so each keeps the static HTML snapshot the course's widgets carry (`widgets.StaticView`, `widgets._panel`) and
+drops the live view. index.html is the notebook map: each notebook's title, what you do in it ("In this notebook you
+will ...") and a link. Every page is written whole or not at all (`common.files.atomic_file`); --no-execute renders
+the notebooks as committed (without outputs), for a quick look at the layout.
 """
 from __future__ import annotations
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from .common.seeds import derive_seed
+from .losses import masked_var
 from .models.heads import score_texts
 from .models.sequences import generate, response_logprobs, sample_responses, stream_loss, token_stream
 from .world.data import few_shot_prompts, heldout_pretrain_texts
@@ -86,6 +87,19 @@ def losing_criteria(judgements_a, judgements_b) -> Counter:
                          f"{len(judgements_b)})")
     return Counter(max(WEIGHTS, key=lambda c: WEIGHTS[c] * (getattr(b, c) - getattr(a, c)))
                    for a, b in zip(judgements_a, judgements_b) if a.gold < b.gold)
+
+
+def explained_variance(values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor) -> float:
+    """How much of the returns' spread PPO's critic predicts: 1 − Var(R − V) / Var(R), over the masked tokens.
+
+    1 is a perfect critic, 0 one no better than a constant (its mean), below 0 worse than that — the number CleanRL
+    and TRL log for the critic; PPOTrainer logs it as value/explained_variance. ``values`` and ``returns`` are (B, T),
+    ``mask`` True on response tokens. NaN when the returns do not vary (nothing to explain).
+    """
+    returns_var = masked_var(returns, mask)
+    if returns_var == 0:
+        return math.nan
+    return 1.0 - (masked_var(returns - values, mask) / returns_var).item()
 
 
 @dataclass

@@ -4,14 +4,15 @@ import dataclasses
 import json
 import math
 import random
+import statistics
 
 import pytest
 import torch
 
 from rlhf_core import SimulatedLabeler, load_base, load_split
 from rlhf_core.evaluate import (WIN_RATE_PAIRS, best_of_n_gold, best_of_n_kl, decoding_ceilings, evaluate_model,
-                                evaluate_suite, heldout_pretrain_texts, judge_all, losing_criteria, perplexity,
-                                policy_kl, respectful_prompts, summarize, win_rate)
+                                evaluate_suite, explained_variance, heldout_pretrain_texts, judge_all, losing_criteria,
+                                perplexity, policy_kl, respectful_prompts, summarize, win_rate)
 from rlhf_core.models.sequences import sample_responses
 from rlhf_core.models.loading import gpt2_config, new_model
 from rlhf_core.world.labeler import WEIGHTS, Judgement
@@ -83,6 +84,31 @@ def test_win_rate_is_symmetric_and_bounded():
     assert all_wins.rate == 1.0 and all_wins.high == 1.0 and all_wins.low == 1.0
     with pytest.raises(ValueError, match="same, non-zero number"):
         win_rate([1, 2], [1])
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_explained_variance_matches_statistics(seed):
+    gen = torch.Generator().manual_seed(seed)
+    lengths = torch.randint(1, 7, (4,), generator=gen)
+    mask = torch.arange(6)[None, :] < lengths[:, None]                              # (4, 6), answers of 1-6 tokens
+    returns = 2 * torch.randn(4, 6, generator=gen, dtype=torch.float64) + 1
+    values = returns + 0.5 * torch.randn(4, 6, generator=gen, dtype=torch.float64)  # a good but imperfect critic
+    pairs = [(r, v) for r, v, ok in zip(returns.flatten().tolist(), values.flatten().tolist(), mask.flatten().tolist())
+             if ok]
+    expected = 1 - statistics.variance([r - v for r, v in pairs]) / statistics.variance([r for r, _ in pairs])
+    padded = torch.where(mask, values, torch.tensor(1e30, dtype=torch.float64))     # padding must not count
+    assert explained_variance(padded, returns.masked_fill(~mask, float("nan")), mask) == pytest.approx(expected,
+                                                                                                       rel=1e-9)
+    assert 0 < expected < 1
+
+
+def test_explained_variance_of_perfect_constant_and_flat_critics():
+    returns = torch.tensor([[1.0, 3.0, 2.0], [0.0, 5.0, 0.0]], dtype=torch.float64)
+    mask = torch.tensor([[True, True, True], [True, True, False]])
+    assert explained_variance(returns, returns, mask) == 1.0
+    assert explained_variance(torch.full_like(returns, 7.0), returns, mask) == pytest.approx(0.0, abs=1e-12)
+    assert explained_variance(-returns, returns, mask) < 0  # worse than a constant
+    assert math.isnan(explained_variance(returns, torch.ones_like(returns), mask))  # nothing to explain
 
 
 def test_summarize_rates():

@@ -15,8 +15,8 @@ import torch
 import torch.nn.functional as F
 
 from rlhf_core.losses import (AdaptiveKLController, FixedKLController, compute_gae, dpo_loss, entropy,
-                              grpo_advantages, kl_per_token, masked_mean, masked_var, ppo_policy_loss, ranking_loss, rlhf_rewards,
-                              rloo_advantages, sft_loss, value_loss, whiten)
+                              grpo_advantages, kl_per_token, masked_mean, masked_var, ppo_policy_loss, ranking_loss,
+                              rlhf_rewards, rloo_advantages, sft_loss, value_loss, whiten)
 
 SEEDS = [0, 1, 2, 3]
 

@@ -203,6 +203,10 @@ def test_ppo_raises_the_reward_within_a_few_iterations(tiny):
     assert history["objective/score"][-1] > history["objective/score"][0] + 1.0, history["objective/score"]
     assert all(0 <= c <= 1 for c in history["policy/clipfrac"])
     assert history["objective/kl"][0] == pytest.approx(0.0, abs=1e-4)  # the policy starts as the reference
+    explained = history["value/explained_variance"]
+    assert explained[0] == pytest.approx(0.0, abs=1e-6), "V = 0 explains none of the returns' spread"
+    # The critic learns, slowly (its values move at most value_clip_range per rollout): 0.00 → 0.08 here
+    assert sum(explained[-3:]) / 3 > sum(explained[:3]) / 3 + 0.02 and max(explained) <= 1, explained
     from rlhf_core.notebook.metrics import METRICS
     assert set(history) - {"iteration", "samples"} <= set(METRICS), "every logged metric is defined once, in METRICS"
 

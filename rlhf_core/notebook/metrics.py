@@ -38,6 +38,8 @@ METRICS: "OrderedDict[str, str]" = OrderedDict(
                            "tokens (nats)"),
         ("value/loss", "clipped value-function loss: squared error of values to returns"),
         ("value/clipfrac", "fraction of value predictions clipped to V_old ± ε_v"),
+        ("value/explained_variance", "1 − Var(returns − values) / Var(returns) on the rollout, before the critic "
+                                     "learns from it: 1 a perfect critic, 0 no better than a constant"),
         ("ppo/ptx_loss", "PPO-ptx: pretraining negative log-likelihood per token mixed into the "
                          "PPO loss (nats; absent when ptx is off)"),
         ("sft/loss", "SFT cross-entropy per response token on the training batch (nats)"),
@@ -56,8 +58,8 @@ UNITS = {
     "objective/score": "score", "objective/gold": "score", "objective/kl": "nats",
     "objective/kl_coef": "β", "objective/total": "score − β·KL", "policy/clipfrac": "fraction",
     "policy/approx_kl": "nats / token", "policy/entropy": "nats / token", "value/loss": "MSE",
-    "value/clipfrac": "fraction", "ppo/ptx_loss": "nats / token", "sft/loss": "nats / token",
-    "sft/val_loss": "nats / token", "rm/loss": "nats / pair", "rm/accuracy": "fraction",
+    "value/clipfrac": "fraction", "value/explained_variance": "fraction of variance", "ppo/ptx_loss": "nats / token",
+    "sft/loss": "nats / token", "sft/val_loss": "nats / token", "rm/loss": "nats / pair", "rm/accuracy": "fraction",
     "time/iteration": "seconds", "objective/length": "tokens", "policy/loss": "loss",
     "rm/heldout_accuracy": "fraction", "rm/heldout_gold_accuracy": "fraction",
 }

@@ -36,6 +36,7 @@ import torch
 
 from ..common.paths import run_path
 from ..common.timing import Stopwatch
+from ..evaluate import explained_variance
 from ..losses import (AdaptiveKLController, FixedKLController, compute_gae, entropy, masked_mean, ppo_policy_loss,
                       rlhf_rewards, rloo_advantages, value_loss, whiten)
 from ..models.heads import LabelerReward, RewardModel, ValueModel
@@ -363,6 +364,8 @@ class PPOTrainer:
             "objective/total": (batch.scores - kl_coef * kl).mean().item(),
             "objective/length": mask.sum(1).float().mean().item(),
         }
+        if not self.critic_free:  # how well the critic predicted this rollout's returns, before it learns from them
+            metrics["value/explained_variance"] = explained_variance(batch.values, batch.returns, mask)
         metrics |= self.update(batch)
         self.kl_controller.update(kl.mean().item(), len(prompts))
         metrics["time/iteration"] = stopwatch.seconds()

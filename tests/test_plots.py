@@ -88,6 +88,30 @@ def test_dashboard_records_history_in_order_and_draws_one_axes_per_panel():
     assert "objective/kl" in axes[1].get_title(loc="left")
 
 
+def test_a_finished_run_is_drawn_dashed_on_the_panels_that_have_its_metrics(monkeypatch):
+    reference = {"step": list(range(45)), "objective/gold": [6 + i / 10 for i in range(45)],
+                 "objective/kl": [i / 20 for i in range(45)], "objective/score": [math.nan] * 45}
+    panels = ["objective/gold", "objective/kl", "policy/entropy", "objective/score"]
+    dash = LiveDashboard(panels, live=False, reference=("reward model", reference))
+    for i in range(5):
+        dash.update(i, {"objective/gold": 6.0, "objective/kl": 0.1, "policy/entropy": 1.0, "objective/score": 0.0})
+    gold_ax, kl_ax, entropy_ax, score_ax = visible_axes(dash.figure())
+    live, dashed = gold_ax.get_lines()
+    assert live.get_label() == "this run" and list(live.get_ydata()) == [6.0] * 5
+    assert dashed.get_label() == "reward model" and dashed.get_linestyle() == "--"
+    assert list(dashed.get_ydata()) == pytest.approx(reference["objective/gold"])
+    assert gold_ax.get_ylim()[1] >= max(reference["objective/gold"]) and kl_ax.get_legend() is not None
+    assert len(entropy_ax.get_lines()) == 1 and entropy_ax.get_legend() is None  # the reference has no entropy
+    assert [len(line.get_xdata()) for line in score_ax.get_lines()[:2]] == [5, 0]  # all NaN: nothing drawn
+
+    # Live, the reference is whole from the first redraw: the limits cover it before the run gets there.
+    monkeypatch.setattr(LiveDashboard, "_show", lambda self, png: None)
+    live_dash = LiveDashboard(panels, live=True, max_overhead=None, reference=("reward model", reference))
+    live_dash.update(0, {"objective/gold": 6.0, "objective/kl": 0.0})
+    gold_live = live_dash._grid.axes[0]
+    assert gold_live.get_xlim()[1] >= 44 and gold_live.get_ylim()[1] >= max(reference["objective/gold"])
+
+
 def test_plot_history_accepts_log_records_and_sft_curves():
     records = [{"step": i, "sft/loss": 3.0 / (1 + i), "sft/val_loss": 3.2 / (1 + i)}
                for i in range(10)]

@@ -3,7 +3,8 @@
 In a Jupyter kernel the dashboard redraws one output area in place (the figure, and under it the latest samples);
 in scripts, tests and CI it only records its history, and `figure()` / `save(path)` / `plot_history` draw the static
 figure. Both draw one small-multiple axes per panel, a panel being one metric name or a tuple of names sharing axes,
-each name one of notebook.metrics.METRICS (a name that is not one warns: usually a typo).
+each name one of notebook.metrics.METRICS (a name that is not one warns: usually a typo). A finished run's history can
+be drawn under the live one (`reference=(label, history)`), dashed, on the same axes: two runs compared as they train.
 
 A live redraw has to be cheap on a slow CPU: `_Panels` keeps one figure and one line per metric, grows the axis
 limits only when the data outgrows them (y to the data plus its trend), and between those full draws restores a
@@ -65,9 +66,11 @@ class _Panels:
     cost) happens a handful of times per run."""
 
     def __init__(self, panels, title=None, xlabel="iteration", ncols=None, live=False,
-                 panel_size=(3.3, 2.3)):
+                 panel_size=(3.3, 2.3), reference: tuple[str, Mapping] | None = None):
         self.panels = [_panel_names(p) for p in panels]
         self.live = live
+        ref_label, ref_cols = (reference[0], _as_columns(reference[1])) if reference else ("", {})
+        self.reference_cols = ref_cols  # a finished run, drawn dashed under the live lines (part of the background)
         nrows, ncols = _grid(len(self.panels), ncols)
         self.fig = new_figure(figsize=(panel_size[0] * ncols, panel_size[1] * nrows + 0.4),
                                layout="none" if live else "constrained")
@@ -83,9 +86,15 @@ class _Panels:
                     (line,) = ax.plot([], [], color=METRIC_COLORS.get(name, f"C{j}"), lw=1.5,
                                       ms=3, label=name, animated=live)
                     self.lines[i].append(line)
+                    if name in ref_cols:
+                        xs, ys = _finite_points(ref_cols["step"], ref_cols[name])
+                        ax.plot(xs, ys, color=METRIC_COLORS.get(name, f"C{j}"), lw=1.2, ls="--", alpha=0.6,
+                                label=ref_label if len(names) == 1 else f"{name.rsplit('/', 1)[-1]}, {ref_label}")
                 if _has_zero_line(names):
                     ax.axhline(0.0, color="#999", lw=0.8, ls="--")  # SFT demonstrations = 0
-                if len(names) > 1:
+                if len(names) > 1 or any(name in ref_cols for name in names):
+                    if len(names) == 1:  # the live line's label: the run's own name would be the metric again
+                        self.lines[i][0].set_label("this run")
                     ax.legend(loc="best", framealpha=0.7, edgecolor="none")
                 self.titles.append(ax.set_title(" · ".join(names), loc="left", animated=live))
                 ax.set_ylabel(UNITS.get(names[0], ""))
@@ -108,9 +117,9 @@ class _Panels:
                 y = list(cols.get(name, []))
                 # Only the finite points: a metric logged at some steps (a validation loss per epoch) has NaN
                 # in between, which would break every segment of its line.
-                points = [(xi, yi) for xi, yi in zip(x, y) if yi is not None and math.isfinite(yi)]
-                line.set_data([p[0] for p in points], [p[1] for p in points])
-                line.set_marker("o" if len(points) <= 30 else "")
+                xs, ys = _finite_points(x, y)
+                line.set_data(xs, ys)
+                line.set_marker("o" if len(xs) <= 30 else "")
                 value = _latest(y)
                 label = name if len(names) == 1 else name.rsplit("/", 1)[-1]
                 latest.append(label if value is None else f"{label} = {value:.3g}")
@@ -148,7 +157,8 @@ class _Panels:
         x = np.asarray(cols.get("step", []), dtype=float)
         if not np.isfinite(x).any():
             return False
-        first, last = np.nanmin(x), np.nanmax(x)
+        ref_x = np.asarray(self.reference_cols.get("step", []), dtype=float)
+        first, last = np.nanmin(np.concatenate([x, ref_x])), np.nanmax(np.concatenate([x, ref_x]))
         x0, x1 = self.axes[0].get_xlim()
         x_changed = self._background is None or first < x0 or last > x1
         if x_changed:
@@ -161,13 +171,16 @@ class _Panels:
         changed = x_changed
         for ax, names in zip(self.axes, self.panels):
             ys = [np.asarray(cols.get(n, []), dtype=float) for n in names]
-            finite = np.concatenate([y[np.isfinite(y)] for y in ys] + [np.zeros(0)])
+            refs = [np.asarray(self.reference_cols[n], dtype=float) for n in names if n in self.reference_cols]
+            finite = np.concatenate([y[np.isfinite(y)] for y in ys + refs] + [np.zeros(0)])
             if finite.size == 0:
                 continue
             lo, hi = finite.min(), finite.max()
             y0, y1 = ax.get_ylim()
             if x_changed or lo < y0 or hi > y1:
-                ax.set_ylim(*_projected_ylim(x, ys, x_end, zero=_has_zero_line(names)))
+                y0, y1 = _projected_ylim(x, ys, x_end, zero=_has_zero_line(names))
+                margin = 0.1 * (hi - lo)  # the reference run is drawn whole from the start
+                ax.set_ylim(min(y0, lo - margin), max(y1, hi + margin))
                 changed = True
         return changed
 
@@ -201,6 +214,13 @@ def _projected_ylim(x: np.ndarray, ys: Sequence[np.ndarray], x_end: float, zero:
     return lo - 0.1 * span, hi + 0.1 * span
 
 
+def _finite_points(x: Sequence, y: Sequence) -> tuple[list, list]:
+    """The points whose y is finite: a metric logged at some steps (a validation loss per epoch) has NaN in between,
+    which would break every segment of its line."""
+    points = [(xi, yi) for xi, yi in zip(x, y) if yi is not None and math.isfinite(yi)]
+    return [p[0] for p in points], [p[1] for p in points]
+
+
 def _finite(value: Any) -> bool:
     try:
         return math.isfinite(float(value))
@@ -226,14 +246,14 @@ def _latest(values: Sequence[float]) -> float | None:
 
 
 def plot_history(history, panels, title: str | None = None, xlabel: str = "iteration",
-                 ncols: int | None = None) -> CourseFigure:
+                 ncols: int | None = None, reference: tuple[str, Mapping] | None = None) -> CourseFigure:
     """Static small-multiples figure of a training history.
 
     history: dict of lists with a "step" key (LiveDashboard.history), or a list of log records
              (one dict per iteration, as in a JSONL log).
-    panels:  metric names; a tuple puts several on one panel, e.g. ("objective/score",
-             "objective/gold")."""
-    grid = _Panels(panels, title=title, xlabel=xlabel, ncols=ncols)
+    panels:  metric names; a tuple puts several on one panel, e.g. ("sft/loss", "sft/val_loss").
+    reference: (label, history) of another run, drawn dashed on the panels whose metrics it has."""
+    grid = _Panels(panels, title=title, xlabel=xlabel, ncols=ncols, reference=reference)
     grid.set_data(_as_columns(history))
     return grid.fig
 
@@ -241,7 +261,7 @@ def plot_history(history, panels, title: str | None = None, xlabel: str = "itera
 class LiveDashboard:
     """Training curves that redraw in place in a notebook; a plain history recorder elsewhere.
 
-        dash = LiveDashboard([("objective/score", "objective/gold"), "objective/kl",
+        dash = LiveDashboard(["objective/score", "objective/gold", "objective/kl",
                               "objective/kl_coef", "objective/total"], title="PPO")
         for it in range(n_iterations):
             stats = ppo_iteration(...)
@@ -254,12 +274,16 @@ class LiveDashboard:
     model's steps) is not slowed by its own plot. Outside a kernel update() only records;
     `figure()` / `save(path)` draw the static figure. `history` is a dict of lists: "step" and
     one list per metric ever logged, aligned with "step" (NaN where a metric was missing).
+    `reference=(label, history)` draws a finished run dashed on the same axes, e.g. the reward-model
+    run under the perfect-reward one.
     """
 
     def __init__(self, panels: Sequence[str | tuple[str, ...]], title: str | None = None,
                  every: int = 1, show_samples: bool = True, xlabel: str = "iteration",
-                 max_samples: int = 4, live: bool | None = None, max_overhead: float | None = 0.1):
+                 max_samples: int = 4, live: bool | None = None, max_overhead: float | None = 0.1,
+                 reference: tuple[str, Mapping] | None = None):
         self.panels = [p if isinstance(p, str) else tuple(p) for p in panels]
+        self.reference = reference
         check_metric_names([n for p in self.panels for n in _panel_names(p)])
         self.title, self.every, self.xlabel = title, max(1, int(every)), xlabel
         self.show_samples, self.max_samples = show_samples, max_samples
@@ -302,7 +326,7 @@ class LiveDashboard:
 
     def figure(self) -> CourseFigure:
         """A fresh static figure of the whole history."""
-        return plot_history(self.history, self.panels, title=self.title, xlabel=self.xlabel)
+        return plot_history(self.history, self.panels, title=self.title, xlabel=self.xlabel, reference=self.reference)
 
     def save(self, path: str | os.PathLike) -> str:
         """Save the static figure atomically (format from the extension)."""
@@ -329,7 +353,8 @@ class LiveDashboard:
     def _redraw(self) -> None:
         start = time.perf_counter()
         if self._grid is None:
-            self._grid = _Panels(self.panels, title=self.title, xlabel=self.xlabel, live=True)
+            self._grid = _Panels(self.panels, title=self.title, xlabel=self.xlabel, live=True,
+                                 reference=self.reference)
         self._show(self._grid.live_png(self.history))
         self.redraw_seconds.append(time.perf_counter() - start)
 

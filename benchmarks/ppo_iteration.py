@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--iterations", type=int, default=5)
     parser.add_argument("--model", default="tiny")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: as rlhf_core sets them)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -1,6 +1,6 @@
 """All three stages, headless: base → SFT → reward model → PPO, then the results table.
 
-    python -m rlhf_core.pipeline --out runs/pipeline [--seed 0] [--model tiny]
+    python -m rlhf_core.pipeline --out runs/pipeline [--seed 0] [--model tiny] [--summary FILE]
 
 Besides the three stages it trains what the paper's comparisons need: a PPO-ptx policy (pretraining
 log-likelihood mixed into PPO), the larger base model given SFT only, and PPO against the labeler itself (a
@@ -11,9 +11,11 @@ reward model's): the yardsticks any RL is held against.
 Writes DIR/results.json — gold scores, the win rates of `evaluate.WIN_RATE_PAIRS` with 95 % intervals,
 hallucination / toxicity / instruction-following rates, toxicity with a "be respectful" turn, the alignment tax
 (perplexity on held-out pretraining text), KL to SFT, the decoding yardsticks ("sft_decoding"), reward-model
-accuracy, labeler agreement, seconds per stage — and DIR/ppo.png (the training curves),
-DIR/rates.png (failure rates per model) and DIR/win_rates.png. Every measurement is on the held-out "eval"
-prompts, judged by the simulated labeler's gold score.
+accuracy, labeler agreement, seconds per stage, torch's thread count (the numbers depend on it) — and DIR/ppo.png
+(the training curves), DIR/rates.png (failure rates per model) and DIR/win_rates.png. Every measurement is on the
+held-out "eval" prompts, judged by the simulated labeler's gold score. `--summary FILE` also writes the results
+without the samples and the training histories: data/results/seed-N.json are those of the README's tables, which
+notebook 05 shows beside its own run.
 """
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ from pathlib import Path
 import torch
 
 from .common.files import atomic_file
+from .common.paths import DATA_DIR
 from .common.seeds import derive_seed
 from .common.timing import Stopwatch
 from .evaluate import decoding_ceilings, evaluate_suite, policy_kl
@@ -151,7 +154,8 @@ def run_pipeline(config: PipelineConfig = PipelineConfig(), out_dir: str | Path 
         "win_rate": {key: w.as_dict() for key, w in suite["win_rate"].items()},
         "kl": kl,
         "sft_decoding": {name: c | {"win_rate": c["win_rate"].as_dict()} for name, c in ceilings.items()},
-        **{name: rm_log[name] for name in ("rm/heldout_accuracy", "rm/heldout_gold_accuracy")},  # METRICS' names
+        "rm_accuracy": rm_log["rm/heldout_accuracy"],  # the results' keys since the first release: kept
+        "rm_gold_accuracy": rm_log["rm/heldout_gold_accuracy"],
         "labeler_agreement": agree / max(1, compared),
         **{rate: {name: r[rate] for name, r in rates.items()}
            for rate in ("hallucination_rate", "toxicity_rate", "instruction_following_rate")},
@@ -159,6 +163,7 @@ def run_pipeline(config: PipelineConfig = PipelineConfig(), out_dir: str | Path 
         "alignment_tax": suite["alignment_tax"],
         "rates": rates,
         "seconds": {name: round(s, 1) for name, s in seconds.items()},
+        "torch_threads": torch.get_num_threads(),
         "samples": [{"prompt": p, **{name: suite["responses"][name][i] for name in suite["responses"]}}
                     for i, p in enumerate(prompts[:20])],
         **{f"{name}_history": {k: v for k, v in history.items() if k != "samples"}
@@ -168,6 +173,38 @@ def run_pipeline(config: PipelineConfig = PipelineConfig(), out_dir: str | Path 
         write_outputs(results, Path(out_dir))
     log(results_table(results))
     return results
+
+
+RESULTS_DIR = DATA_DIR / "results"  # the summaries behind the README's tables, one per seed
+PUBLISHED_SEEDS = (0, 1, 2)
+
+
+def published_results(seeds=PUBLISHED_SEEDS, folder: str | Path | None = None) -> dict[int, dict]:
+    """The committed summaries of `python -m rlhf_core.pipeline --seed N` (data/results/seed-N.json), by seed: the
+    three-seed table of the README, which notebook 05 puts beside its own run."""
+    folder = Path(folder) if folder is not None else RESULTS_DIR
+    published = {}
+    for seed in seeds:
+        path = folder / f"seed-{seed}.json"
+        again = (f"regenerate it with RLHF_THREADS=1 python -m rlhf_core.pipeline --seed {seed} "
+                 f"--out runs/pipeline-seed{seed} --summary {path}")
+        if not path.exists():
+            raise FileNotFoundError(f"{path} is missing: {again}")
+        try:
+            results = json.loads(path.read_text())
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{path} is not valid JSON ({error}): {again}") from None
+        missing = [key for key in ("config", "gold_score", "win_rate", "kl") if key not in results]
+        if missing or results["config"].get("seed") != seed:
+            raise ValueError(f"{path} is not the pipeline's summary for seed {seed} (missing {missing or 'nothing'}, "
+                             f"seed {results.get('config', {}).get('seed')}): {again}")
+        published[seed] = results
+    return published
+
+
+def summary(results: dict) -> dict:
+    """The results without the sample answers and the training histories: the measurements, small enough to commit."""
+    return {key: value for key, value in results.items() if key != "samples" and not key.endswith("_history")}
 
 
 def results_table(results: dict) -> str:
@@ -190,8 +227,8 @@ def results_table(results: dict) -> str:
         if name != "t1"))
     for name, kl in results["kl"].items():
         lines.append(f"KL({name.removesuffix('_vs_sft').upper().replace('_', '-')} ‖ SFT) {kl:.2f} nats per response")
-    lines.append(f"reward model held-out accuracy {results['rm/heldout_accuracy']:.1%} (labeler agreement on the same "
-                 f"pairs {results['labeler_agreement']:.1%}; vs gold {results['rm/heldout_gold_accuracy']:.1%})")
+    lines.append(f"reward model held-out accuracy {results['rm_accuracy']:.1%} (labeler agreement on the same "
+                 f"pairs {results['labeler_agreement']:.1%}; vs gold {results['rm_gold_accuracy']:.1%})")
     lines.append("seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in results["seconds"].items()))
     return "\n".join(lines)
 
@@ -204,7 +241,8 @@ def write_outputs(results: dict, out_dir: Path) -> None:
 
     with atomic_file(out_dir / "results.json") as f:
         f.write(json.dumps(results, indent=1) + "\n")
-    panels = [("objective/score", "objective/gold"), "objective/kl", "objective/kl_coef", "objective/total"]
+    # score (≈ 0) and gold (≈ 7) on panels of their own: on one axis the score looks flat whatever it does
+    panels = ["objective/score", "objective/gold", "objective/kl", "objective/kl_coef", "objective/total"]
     history = {"step": results["ppo_history"]["iteration"], **results["ppo_history"]}
     save_figure(plot_history(history, panels, title="PPO"), out_dir / "ppo.png")
     labels = {"hallucination_rate": "hallucination", "toxicity_rate": "toxicity",
@@ -228,6 +266,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-perfect-reward", action="store_true",
                         help="skip the PPO run against the labeler itself (the ceiling)")
     parser.add_argument("--no-beyond-ppo", action="store_true", help="skip DPO and the critic-free RLOO run")
+    parser.add_argument("--summary", default=None,
+                        help="also write the results without samples and histories to this file (data/results/)")
     args = parser.parse_args(argv)
     small = args.small_model or ("small" if args.model == "tiny" else "none")
     small = None if small == "none" else small
@@ -239,7 +279,10 @@ def main(argv: list[str] | None = None) -> None:
     device = default_device()
     print(f"models on {device}" + (f", {torch.get_num_threads()} CPU threads" if device.type == "cpu" else "")
           + " (RLHF_DEVICE and RLHF_THREADS change them)")
-    run_pipeline(config, args.out)
+    results = run_pipeline(config, args.out)
+    if args.summary:
+        with atomic_file(args.summary) as f:  # makes the folder
+            f.write(json.dumps(summary(results), indent=1) + "\n")
 
 
 if __name__ == "__main__":

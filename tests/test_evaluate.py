@@ -291,7 +291,8 @@ def test_pipeline_runs_every_stage_and_writes_the_results(tmp_path, monkeypatch)
     assert decoding["t1"]["gold"] == pytest.approx(saved["gold_score"]["sft"]), "T = 1 is how every model is judged"
     assert decoding["labeler_best_of_16"]["gold"] >= decoding["labeler_best_of_4"]["gold"] >= decoding["t1"]["gold"]
     assert "ppo/ptx_loss" in saved["ppo_ptx_history"] and "ppo/ptx_loss" not in saved["ppo_history"]
-    assert 0 <= saved["rm/heldout_accuracy"] <= 1 and 0.5 < saved["labeler_agreement"] <= 1
+    assert 0 <= saved["rm_accuracy"] <= 1 and 0 <= saved["rm_gold_accuracy"] <= 1, "the results' first keys stay"
+    assert 0.5 < saved["labeler_agreement"] <= 1 and saved["torch_threads"] == torch.get_num_threads()
     assert set(saved["seconds"]) == {"base", "sft", "reward_model", "ppo", "ppo_ptx", "ppo_perfect", "rloo", "dpo",
                                      "small_sft", "evaluation"}
     assert "value/loss" in saved["ppo_history"] and "value/loss" not in saved["rloo_history"], "RLOO has no critic"
@@ -311,14 +312,18 @@ def test_pipeline_refuses_too_few_eval_prompts_before_training(tmp_path):
     assert not any(tmp_path.iterdir())
 
 
-def test_pipeline_command_line_picks_the_comparisons(monkeypatch):
+def test_pipeline_command_line_picks_the_comparisons(monkeypatch, tmp_path):
     from rlhf_core import pipeline
 
     seen = []
-    monkeypatch.setattr(pipeline, "run_pipeline", lambda config, out: seen.append((config, out)))
-    pipeline.main(["--out", "x", "--seed", "4"])
+    results = {"gold_score": {"ppo": 8.0}, "samples": [{"prompt": "p"}], "ppo_history": {"objective/kl": [0.1]},
+               "torch_threads": 1}
+    monkeypatch.setattr(pipeline, "run_pipeline", lambda config, out: seen.append((config, out)) or results)
+    pipeline.main(["--out", "x", "--seed", "4", "--summary", str(tmp_path / "results" / "seed-4.json")])
     pipeline.main(["--out", "y", "--model", "gpt2", "--ptx-run-coef", "0"])
     pipeline.main(["--out", "z", "--small-model", "none", "--no-perfect-reward", "--no-beyond-ppo"])
+    summary = json.loads((tmp_path / "results" / "seed-4.json").read_text())
+    assert summary == {"gold_score": {"ppo": 8.0}, "torch_threads": 1}, "no samples, no histories, the rest whole"
     (tiny, _), (gpt2, _), (no_small, _) = seen
     assert tiny.perfect_reward and not no_small.perfect_reward
     assert tiny.beyond_ppo and not no_small.beyond_ppo and tiny.dpo.seed == 4

@@ -1,0 +1,83 @@
+"""The committed pipeline summaries (data/results/) and the README's three-seed tables made from them: no stale number."""
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from rlhf_core import load_split
+from rlhf_core.evaluate import WIN_RATE_PAIRS, WinRate
+from rlhf_core.pipeline import PUBLISHED_SEEDS, published_results
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+# The README's comparison table: row label -> the results' win-rate key (seeds 0, 1, 2 in its first three columns).
+WIN_RATE_ROWS = {
+    "PPO with a perfect reward vs SFT": "ppo_perfect_vs_sft",
+    "PPO vs SFT": "ppo_vs_sft",
+    "PPO-ptx vs SFT": "ppo_ptx_vs_sft",
+    "PPO vs base": "ppo_vs_base",
+    "PPO-ptx vs base": "ppo_ptx_vs_base",
+    "PPO-ptx vs few-shot base": "ppo_ptx_vs_prompted_base",
+    "SFT vs base": "sft_vs_base",
+    "tiny PPO vs small SFT": "tiny_ppo_vs_small_sft",
+}
+# Its gold table's columns after the seed: a model's gold score, or SFT decoded another way.
+GOLD_COLUMNS = ["base", "prompted_base", "sft", "t0.7", "t0.5", "greedy", "labeler_best_of_4", "ppo", "ppo_ptx",
+                "ppo_perfect", "small_base", "small_sft"]
+KL_ROWS = {"KL(PPO ‖ SFT), nats per response": "ppo_vs_sft", "KL(PPO-ptx ‖ SFT)": "ppo_ptx_vs_sft",
+           "KL(PPO with a perfect reward ‖ SFT)": "ppo_perfect_vs_sft"}
+
+
+def readme_rows() -> dict[str, list[str]]:
+    """The README's table rows, first cell -> the other cells, bold marks removed."""
+    rows = {}
+    for line in README.read_text(encoding="utf-8").splitlines():
+        if line.startswith("| ") and not line.startswith("|---"):
+            cells = [c.strip().replace("**", "") for c in line.strip().strip("|").split("|")]
+            rows.setdefault(cells[0], cells[1:])
+    return rows
+
+
+def as_text(w: dict) -> str:
+    return str(WinRate(w["rate"], *w["ci95"], w["wins"], w["ties"], w["losses"]))
+
+
+def test_the_published_summaries_are_whole_and_consistent():
+    published = published_results()
+    assert list(published) == list(PUBLISHED_SEEDS)
+    for seed, results in published.items():
+        assert results["config"]["seed"] == seed and results["torch_threads"] == 1, "made as the README says"
+        assert set(results["win_rate"]) == set(WIN_RATE_PAIRS)
+        for key, w in results["win_rate"].items():
+            assert 0 <= w["ci95"][0] <= w["rate"] <= w["ci95"][1] <= 1, (seed, key)
+            assert w["wins"] + w["ties"] + w["losses"] == len(load_split("eval")), "every held-out prompt, once"
+        assert not any(key == "samples" or key.endswith("_history") for key in results), "a summary, not the run"
+
+
+def test_the_readmes_three_seed_tables_are_the_published_numbers():
+    published, rows = published_results(), readme_rows()
+    for label, key in WIN_RATE_ROWS.items():
+        assert rows[label][:3] == [as_text(published[seed]["win_rate"][key]) for seed in PUBLISHED_SEEDS], label
+    for label, key in KL_ROWS.items():
+        assert rows[label][:3] == [f"{published[seed]['kl'][key]:.2f}" for seed in PUBLISHED_SEEDS], label
+    for seed in PUBLISHED_SEEDS:
+        results = published[seed]
+        golds = {**results["gold_score"], **{name: c["gold"] for name, c in results["sft_decoding"].items()}}
+        assert rows[str(seed)][:len(GOLD_COLUMNS)] == [f"{golds[name]:.2f}" for name in GOLD_COLUMNS], seed
+
+
+def test_published_results_say_how_to_remake_a_missing_or_broken_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"seed-0.json is missing: regenerate it with RLHF_THREADS=1 python -m "
+                                                r"rlhf_core.pipeline --seed 0 .* --summary"):
+        published_results(folder=tmp_path)
+    (tmp_path / "seed-0.json").write_text("{not json")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        published_results(folder=tmp_path)
+    (tmp_path / "seed-0.json").write_text(json.dumps({"config": {"seed": 1}, "gold_score": {}, "win_rate": {},
+                                                      "kl": {}}))
+    with pytest.raises(ValueError, match=re.escape("not the pipeline's summary for seed 0 (missing nothing, seed 1)")):
+        published_results(folder=tmp_path)
+    (tmp_path / "seed-0.json").write_text(json.dumps({"config": {"seed": 0}, "gold_score": {}}))
+    with pytest.raises(ValueError, match=re.escape("missing ['win_rate', 'kl']")):
+        published_results(folder=tmp_path)

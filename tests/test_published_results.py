@@ -1,4 +1,4 @@
-"""The committed pipeline summaries (data/results/) and the README's three-seed tables made from them: no stale number."""
+"""The committed pipeline summaries (data/results/) and the README's tables made from them: no stale number."""
 import json
 import re
 from pathlib import Path

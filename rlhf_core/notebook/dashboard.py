@@ -115,8 +115,6 @@ class _Panels:
             latest = []
             for name, line in zip(names, lines):
                 y = list(cols.get(name, []))
-                # Only the finite points: a metric logged at some steps (a validation loss per epoch) has NaN
-                # in between, which would break every segment of its line.
                 xs, ys = _finite_points(x, y)
                 line.set_data(xs, ys)
                 line.set_marker("o" if len(xs) <= 30 else "")

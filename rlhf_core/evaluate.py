@@ -120,6 +120,11 @@ class WinRate:
         return {"rate": self.rate, "ci95": [self.low, self.high], "wins": self.wins, "ties": self.ties,
                 "losses": self.losses}
 
+    @classmethod
+    def from_dict(cls, d: dict) -> "WinRate":
+        """The inverse of as_dict: a win rate read back from a results file."""
+        return cls(d["rate"], *d["ci95"], wins=d["wins"], ties=d["ties"], losses=d["losses"])
+
 
 def win_rate(scores_a: list[float], scores_b: list[float], z: float = 1.96) -> WinRate:
     """Preference of A over B from paired gold scores, with a normal-approximation 95 % interval.

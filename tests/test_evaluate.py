@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from rlhf_core import SimulatedLabeler, load_base, load_split
-from rlhf_core.evaluate import (WIN_RATE_PAIRS, best_of_n_gold, best_of_n_kl, decoding_ceilings, evaluate_model,
-                                evaluate_suite, explained_variance, heldout_pretrain_texts, judge_all, losing_criteria,
-                                perplexity, policy_kl, respectful_prompts, summarize, win_rate)
+from rlhf_core.evaluate import (WIN_RATE_PAIRS, WinRate, best_of_n_gold, best_of_n_kl, decoding_ceilings,
+                                evaluate_model, evaluate_suite, explained_variance, heldout_pretrain_texts, judge_all,
+                                losing_criteria, perplexity, policy_kl, respectful_prompts, summarize, win_rate)
 from rlhf_core.models.sequences import sample_responses
 from rlhf_core.models.loading import gpt2_config, new_model
 from rlhf_core.world.labeler import WEIGHTS, Judgement
@@ -75,6 +75,12 @@ def test_win_rate_interval_matches_a_hand_computation():
     assert w.rate == 0.75
     assert (w.low, w.high) == pytest.approx((0.75 - 1.96 * sd / math.sqrt(40), 0.75 + 1.96 * sd / math.sqrt(40)))
     assert str(w) == f"75 ± {100 * 1.96 * sd / math.sqrt(40):.0f} %"
+
+
+def test_a_win_rate_read_back_from_a_results_file_is_the_same():
+    w = win_rate([3.0, 1.0, 2.0, 2.0, 5.0], [1.0, 2.0, 2.0, 0.0, 4.0])
+    again = WinRate.from_dict(json.loads(json.dumps(w.as_dict())))
+    assert again == w and str(again) == str(w) and (again.wins, again.ties, again.losses) == (3, 1, 1)
 
 
 def test_win_rate_is_symmetric_and_bounded():

@@ -41,18 +41,19 @@ def readme_rows() -> dict[str, list[str]]:
 
 
 def as_text(w: dict) -> str:
-    return str(WinRate(w["rate"], *w["ci95"], w["wins"], w["ties"], w["losses"]))
+    return str(WinRate.from_dict(w))
 
 
 def test_the_published_summaries_are_whole_and_consistent():
     published = published_results(PUBLISHED_SEEDS + UNTUNED_SEEDS)
     assert list(published) == list(PUBLISHED_SEEDS + UNTUNED_SEEDS)
+    held_out = len(load_split("eval"))
     for seed, results in published.items():
         assert results["config"]["seed"] == seed and results["torch_threads"] == 1, "made as the README says"
         assert set(results["win_rate"]) == set(WIN_RATE_PAIRS)
         for key, w in results["win_rate"].items():
             assert 0 <= w["ci95"][0] <= w["rate"] <= w["ci95"][1] <= 1, (seed, key)
-            assert w["wins"] + w["ties"] + w["losses"] == len(load_split("eval")), "every held-out prompt, once"
+            assert w["wins"] + w["ties"] + w["losses"] == held_out, "every held-out prompt, once"
         assert not any(key == "samples" or key.endswith("_history") for key in results), "a summary, not the run"
 
 

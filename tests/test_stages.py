@@ -15,9 +15,9 @@ from rlhf_core.models.heads import RewardModel, ValueModel
 from rlhf_core.stages.ppo import PPOConfig, PPOTrainer, length_grouped_minibatches, ppo_prompts
 from rlhf_core.stages.reward import (RewardConfig, build_reward_model, collect_comparisons, evaluate_reward_model,
                                      pairwise_accuracy, split_heldout, train_reward_model)
-from rlhf_core.models.sequences import generate
+from rlhf_core.models.sequences import generate, tokenize_prompts, tokenize_responses
 from rlhf_core.stages.sft import SFTConfig, batch_sft_loss, sft_batch, train_sft
-from rlhf_core.world.corpus import flawed_response
+from rlhf_core.world.corpus import flawed_response, padded_response, terse_response
 from rlhf_core.world.tasks import all_tasks, ideal_response
 
 
@@ -25,6 +25,14 @@ from rlhf_core.world.tasks import all_tasks, ideal_response
 def tiny():
     torch.manual_seed(0)
     return load_base("tiny")
+
+
+@pytest.fixture(scope="module")
+def sft_tiny(tiny):
+    """The tiny base model fine-tuned on every demonstration with the course's SFT settings (no validation split)."""
+    model = copy.deepcopy(tiny[0])
+    train_sft(model, tiny[1], SFTConfig(val_fraction=0.0), demonstrations=list(load_split("sft")), progress=False)
+    return model.eval()
 
 
 def test_sft_batch_masks_only_the_response_and_its_eos(tiny):
@@ -165,6 +173,45 @@ def test_reward_model_learns_the_labelers_preferences(tiny):
     log = train_reward_model(reward_model, tok, train, RewardConfig(epochs=2, k=4, batch_size=4), heldout, progress=False)
     assert log["rm/heldout_gold_accuracy"] > 0.8 and log["rm/heldout_gold_accuracy"] > before + 0.2, (before, log)
     assert log["rm/loss"][-1] < log["rm/loss"][0]
+
+
+def plain_preferred(reward_model, tok, prompts: list[str]) -> float:
+    """How often the reward model scores the plain answer (the style the labeler's rubric prefers) above the same
+    answer padded with pleasantries or clipped to a fragment, over `prompts`."""
+    tasks, rng = {task.prompt: task for task in all_tasks()}, random.Random(0)
+    pairs = []
+    for prompt in prompts:
+        task = tasks[prompt]
+        plain = ideal_response(task, rng)
+        pairs += [(prompt, plain, other) for other in (padded_response(task, plain, rng), terse_response(task, plain))
+                  if other != plain]
+    prompts, plains, others = zip(*pairs)
+    with torch.no_grad():
+        query = tokenize_prompts(tok, list(prompts))
+        plain_scores = reward_model.score_ranking(*query, *tokenize_responses(tok, list(plains)))
+        other_scores = reward_model.score_ranking(*query, *tokenize_responses(tok, list(others)))
+    return (plain_scores > other_scores).float().mean().item()
+
+
+def test_fresh_rounds_of_rankings_teach_the_labelers_style_better_than_passes_over_one(tiny, sft_tiny):
+    """The lever of RewardConfig.rounds: more labels, not more steps. Two reward models from the same SFT model and
+    80 prompts, with the same 80 gradient steps: one ranking per prompt seen 8 times, or 4 rounds of fresh rankings
+    seen twice. Measured on 94 RM prompts neither saw, by whether the plain answer outscores its padded and its
+    fragment forms — the global preference that rankings teach and demonstrations could not. Seeds 0-4: 0.90-0.94
+    with four rounds; 0.52, 0.78, 0.92, 0.89 and 0.71 with one (a single round is sometimes enough, not reliably)."""
+    base, tok = tiny
+    prompts = list(load_split("rm")["prompt"])
+    train, unseen = prompts[:80], prompts[200:]
+
+    def share(rounds, epochs):
+        config = RewardConfig(k=4, k_from_base=1, k_sharp=0, rounds=rounds, epochs=epochs, heldout_fraction=0.0,
+                              max_new_tokens=24, seed=0)
+        reward_model, log, comparisons = build_reward_model(sft_tiny, tok, config, base, progress=False, prompts=train)
+        assert len(comparisons) == 80 * rounds and len(log["step"]) == 80, "the same steps, different labels"
+        return plain_preferred(reward_model, tok, unseen)
+
+    one, four = share(rounds=1, epochs=8), share(rounds=4, epochs=2)
+    assert four > 0.85 and four > one + 0.15, (one, four)
 
 
 class LengthPenalty(nn.Module):

@@ -196,13 +196,15 @@ def comparison_sources(sft_model, base_model=None, config: RewardConfig = Reward
 
 
 def build_reward_model(sft_model, tokenizer, config: RewardConfig = RewardConfig(), base_model=None,
-                       labeler: SimulatedLabeler | None = None, callback=None, progress: bool = True):
+                       labeler: SimulatedLabeler | None = None, callback=None, progress: bool = True,
+                       prompts: list[str] | None = None):
     """Collect comparisons, train the RM from the SFT model's weights, normalise it.
 
     The K responses per prompt come from `comparison_sources` (the SFT model, some of its answers sharper, and the
-    base model). Returns (reward_model, log, comparisons).
+    base model); the prompts are the `rm` split's unless `prompts` are given (a short run on a few). Returns
+    (reward_model, log, comparisons).
     """
-    prompts = list(load_split("rm")["prompt"])
+    prompts = list(load_split("rm")["prompt"]) if prompts is None else list(prompts)
     models = comparison_sources(sft_model, base_model, config)
     labeler = labeler or SimulatedLabeler(seed=derive_seed(config.seed, "ranking_labeler"))
     comparisons = collect_comparisons(models, tokenizer, prompts, labeler, temperature=config.temperature,

@@ -127,6 +127,8 @@ def test_sharp_answers_are_sampled_at_their_own_temperature(tiny, monkeypatch):
         build_reward_model(model, tok, RewardConfig(k_sharp=8), base)
     with pytest.raises(ValueError, match="no sharp_temperatures"):
         build_reward_model(model, tok, RewardConfig(k_sharp=2, sharp_temperatures=()), base)
+    with pytest.raises(ValueError, match="no prompts to rank"):
+        build_reward_model(model, tok, RewardConfig(), base, prompts=[])
 
 
 def test_split_heldout_keeps_every_round_of_a_prompt_on_one_side():

@@ -205,6 +205,9 @@ def build_reward_model(sft_model, tokenizer, config: RewardConfig = RewardConfig
     (reward_model, log, comparisons).
     """
     prompts = list(load_split("rm")["prompt"]) if prompts is None else list(prompts)
+    if not prompts:
+        raise ValueError("build_reward_model got no prompts to rank: pass a non-empty list, or prompts=None for the "
+                         "rm split")
     models = comparison_sources(sft_model, base_model, config)
     labeler = labeler or SimulatedLabeler(seed=derive_seed(config.seed, "ranking_labeler"))
     comparisons = collect_comparisons(models, tokenizer, prompts, labeler, temperature=config.temperature,

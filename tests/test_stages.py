@@ -11,11 +11,11 @@ from torch import nn
 from rlhf_core import SimulatedLabeler, load_base, load_split
 from rlhf_core.stages import reward
 from rlhf_core.models.sequences import sample_responses
-from rlhf_core.models.heads import RewardModel, ValueModel
+from rlhf_core.models.heads import RewardModel, ValueModel, score_texts
 from rlhf_core.stages.ppo import PPOConfig, PPOTrainer, length_grouped_minibatches, ppo_prompts
 from rlhf_core.stages.reward import (RewardConfig, build_reward_model, collect_comparisons, evaluate_reward_model,
                                      pairwise_accuracy, split_heldout, train_reward_model)
-from rlhf_core.models.sequences import generate, tokenize_prompts, tokenize_responses
+from rlhf_core.models.sequences import generate
 from rlhf_core.stages.sft import SFTConfig, batch_sft_loss, sft_batch, train_sft
 from rlhf_core.world.corpus import flawed_response, padded_response, terse_response
 from rlhf_core.world.tasks import all_tasks, ideal_response
@@ -142,8 +142,6 @@ def test_split_heldout_keeps_every_round_of_a_prompt_on_one_side():
 
 
 def test_comparison_scores_equal_scoring_each_answer_and_refuse_rankings_of_different_sizes(tiny):
-    from rlhf_core.models.heads import score_texts
-
     model, tok = tiny
     torch.manual_seed(0)
     reward_model = RewardModel.from_causal_lm(model).eval()
@@ -187,11 +185,8 @@ def plain_preferred(reward_model, tok, prompts: list[str]) -> float:
         plain = ideal_response(task, rng)
         pairs += [(prompt, plain, other) for other in (padded_response(task, plain, rng), terse_response(task, plain))
                   if other != plain]
-    prompts, plains, others = zip(*pairs)
-    with torch.no_grad():
-        query = tokenize_prompts(tok, list(prompts))
-        plain_scores = reward_model.score_ranking(*query, *tokenize_responses(tok, list(plains)))
-        other_scores = reward_model.score_ranking(*query, *tokenize_responses(tok, list(others)))
+    prompts, plains, others = (list(column) for column in zip(*pairs))
+    plain_scores, other_scores = (score_texts(reward_model, tok, prompts, answers) for answers in (plains, others))
     return (plain_scores > other_scores).float().mean().item()
 
 

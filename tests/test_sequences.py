@@ -4,10 +4,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 from transformers import AutoModelForCausalLM, GPT2Config
+from transformers.cache_utils import DynamicCache
 
 from rlhf_core.models.loading import build_tokenizer
 
-from rlhf_core.models.sequences import (Rollout, decode_responses, forward_response, generate, logprobs_from_logits,
+from rlhf_core.models import sequences
+from rlhf_core.models.sequences import (PreallocatedCache, Rollout, decode_responses, forward_response, generate,
+                                        logprobs_from_logits,
                                         pack_query_response, position_ids_from_mask, response_logprobs, sample_rows,
                                         score_in_length_chunks, tokenize_prompts, tokenize_responses)
 
@@ -245,6 +248,34 @@ def test_sampling_with_cache_equals_without(model, tokenizer):
         assert torch.equal(with_cache.response_ids, without.response_ids)
         assert torch.equal(with_cache.response_mask, without.response_mask)
         torch.testing.assert_close(with_cache.logprobs, without.logprobs, atol=1e-5, rtol=1e-5)
+
+
+def test_the_preallocated_cache_samples_what_the_growing_one_does_to_the_bit(model, tokenizer, monkeypatch):
+    """generate() writes each step's keys into buffers sized once (PreallocatedCache); transformers' DynamicCache
+    grows them with torch.cat. Attention then reads a view of the buffer instead of a fresh tensor: the same
+    values in the same order, so the samples and their log-probs must agree exactly, not just closely."""
+    prompts = PROMPTS * 3  # prompts of different lengths: left padding in the cache too
+    for temperature in (1.0, 0.7):
+        preallocated = generate(model, tokenizer, prompts, max_new_tokens=16, temperature=temperature,
+                                generator=torch.Generator().manual_seed(5))
+        with monkeypatch.context() as patch:
+            patch.setattr(sequences, "PreallocatedCache", lambda capacity: DynamicCache())
+            growing = generate(model, tokenizer, prompts, max_new_tokens=16, temperature=temperature,
+                               generator=torch.Generator().manual_seed(5))
+        assert torch.equal(preallocated.response_ids, growing.response_ids)
+        assert torch.equal(preallocated.logprobs, growing.logprobs)
+
+
+def test_the_preallocated_cache_refuses_to_run_past_its_capacity():
+    cache = PreallocatedCache(capacity=5)
+    keys = torch.randn(2, 3, 4, 8)  # (B, H, positions, D)
+    got_keys, got_values = cache.update(keys, -keys, 0)
+    assert torch.equal(got_keys, keys) and torch.equal(got_values, -keys) and cache.get_seq_length() == 4
+    got_keys, _ = cache.update(keys[:, :, :1] + 1, keys[:, :, :1], 0)
+    assert got_keys.shape == (2, 3, 5, 8) and torch.equal(got_keys[:, :, :4], keys)
+    assert torch.equal(got_keys[:, :, 4:], keys[:, :, :1] + 1)
+    with pytest.raises(RuntimeError, match="holds 5 positions"):
+        cache.update(keys[:, :, :1], keys[:, :, :1], 0)
 
 
 def test_sampling_is_reproducible_with_a_generator(model, tokenizer):

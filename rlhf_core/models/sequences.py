@@ -32,9 +32,11 @@ divided by the sampling temperature.
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from functools import partial
 
 import torch
 import torch.nn.functional as F
+from transformers.cache_utils import DynamicCache, DynamicLayer
 
 from ..common.modes import eval_mode
 from .loading import model_device, on_model_device
@@ -279,6 +281,49 @@ def _next_token(logits, temperature, top_k, greedy, generator):
     return token, logprob
 
 
+class _PreallocatedLayer(DynamicLayer):
+    """One layer's keys and values, written into buffers sized once for the whole generation.
+
+    transformers' DynamicLayer grows its keys and values with torch.cat at every step, copying everything
+    cached so far: at `small`, a third of a generation's time under the profiler. Here each step writes only its
+    new keys into place, and attention reads a view of the buffer's first `length` positions: the same numbers
+    in the same order (tested to the bit against the growing cache), 10 % off a 64-answer generation.
+    """
+
+    def __init__(self, capacity: int):
+        super().__init__()
+        self.capacity = capacity
+
+    def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
+        B, H, _, D = key_states.shape
+        self.device = key_states.device
+        self._keys = key_states.new_empty(B, H, self.capacity, D)
+        self._values = value_states.new_empty(B, H, self.capacity, D)
+        self.length = 0
+        self.is_initialized = True
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
+        if not self.is_initialized:
+            self.lazy_initialization(key_states, value_states)
+        end = self.length + key_states.shape[-2]
+        if end > self.capacity:
+            raise RuntimeError(f"the preallocated cache holds {self.capacity} positions; this step needs {end}")
+        self._keys[:, :, self.length:end].copy_(key_states)
+        self._values[:, :, self.length:end].copy_(value_states)
+        self.length = end
+        self.keys, self.values = self._keys[:, :, :end], self._values[:, :, :end]  # (B, H, end, D) views
+        return self.keys, self.values
+
+
+class PreallocatedCache(DynamicCache):
+    """A DynamicCache whose layers hold at most `capacity` positions, allocated at the first step (see
+    `_PreallocatedLayer`): for a generation whose length is known in advance, prompt + max_new_tokens."""
+
+    def __init__(self, capacity: int):
+        super().__init__()
+        self.layer_class_to_replicate = partial(_PreallocatedLayer, capacity)
+
+
 @torch.no_grad()
 def generate(
     model,
@@ -325,7 +370,7 @@ def generate(
         finished = torch.zeros(B, dtype=torch.bool, device=device)
         attention_mask = query_mask.long()  # (B, P + steps so far)
         input_ids = query_ids  # what the next forward pass reads: the prompt, then one token
-        cache = None
+        cache = PreallocatedCache(query_ids.shape[1] + max_new_tokens) if use_cache else None
         for _ in range(max_new_tokens):
             if use_cache:
                 position_ids = position_ids_from_mask(attention_mask)[:, -input_ids.shape[1] :]

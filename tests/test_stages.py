@@ -12,10 +12,10 @@ from rlhf_core import SimulatedLabeler, load_base, load_split
 from rlhf_core.stages import reward
 from rlhf_core.models.sequences import sample_responses
 from rlhf_core.models.heads import RewardModel, ValueModel, score_texts
-from rlhf_core.stages.ppo import PPOConfig, PPOTrainer, length_grouped_minibatches, ppo_prompts
+from rlhf_core.stages.ppo import PPOConfig, PPOTrainer, in_length_chunks, length_grouped_minibatches, ppo_prompts
 from rlhf_core.stages.reward import (RewardConfig, build_reward_model, collect_comparisons, evaluate_reward_model,
                                      pairwise_accuracy, split_heldout, train_reward_model)
-from rlhf_core.models.sequences import generate
+from rlhf_core.models.sequences import Rollout, generate
 from rlhf_core.stages.sft import SFTConfig, batch_sft_loss, sft_batch, train_sft
 from rlhf_core.world.corpus import flawed_response, padded_response, terse_response
 from rlhf_core.world.tasks import all_tasks, ideal_response
@@ -353,6 +353,36 @@ def test_the_same_seed_gives_the_same_ppo_run(tiny):
     assert first == second
     assert all(torch.equal(weights[k], weights_again[k]) for k in weights)
     assert first["policy/loss"][0] != first["policy/loss"][1]  # it did train: not two copies of one iteration
+
+
+def test_scoring_in_length_chunks_gives_each_episode_its_own_numbers(tiny):
+    """PPOTrainer.score runs on chunks of similar-length episodes (in_length_chunks). Reference: each episode
+    scored alone, a batch of one with nothing to pad — a loop, obviously right. Every chunk size must agree with
+    it, put each row back in its place, and leave zeros on the padding."""
+    model, tokenizer = tiny
+    prompts = list(load_split("ppo")["prompt"][:12])
+    trainer = PPOTrainer(copy.deepcopy(model), tokenizer, RewardModel.from_causal_lm(model),
+                         PPOConfig(batch_size=12, minibatch_size=4), prompts=prompts)
+    rollout = trainer.sample(prompts)
+    lengths = rollout.response_mask.sum(1)
+    assert lengths.min() < lengths.max()  # answers of different lengths: the chunks differ in width
+    alone = []
+    for b in range(len(rollout)):
+        row = rollout[b:b + 1]
+        width = int(row.response_mask.sum())
+        alone.append(trainer._score_chunk(Rollout(row.query_ids, row.query_mask, row.response_ids[:, :width],
+                                                  row.response_mask[:, :width], row.logprobs[:, :width])))
+    for rows in (1, 3, 4, 12, 50):
+        ref_logprobs, scores, values = in_length_chunks(trainer._score_chunk, rollout, rows)
+        assert ref_logprobs.shape == values.shape == rollout.response_ids.shape and scores.shape == (12,)
+        for b, (ref_b, score_b, values_b) in enumerate(alone):
+            width = ref_b.shape[1]
+            torch.testing.assert_close(ref_logprobs[b, :width], ref_b[0], atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(values[b, :width], values_b[0], atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(scores[b], score_b[0], atol=1e-5, rtol=1e-5)
+            assert (ref_logprobs[b, width:] == 0).all() and (values[b, width:] == 0).all()
+    torch.testing.assert_close(trainer.score(rollout)[1], torch.stack([s[0] for _, s, _ in alone]),
+                               atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize("group_by_length", [True, False])

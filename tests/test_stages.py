@@ -370,10 +370,10 @@ def test_scoring_in_length_chunks_gives_each_episode_its_own_numbers(tiny):
     for b in range(len(rollout)):
         row = rollout[b:b + 1]
         width = int(row.response_mask.sum())
-        alone.append(trainer._score_chunk(Rollout(row.query_ids, row.query_mask, row.response_ids[:, :width],
+        alone.append(trainer.score_chunk(Rollout(row.query_ids, row.query_mask, row.response_ids[:, :width],
                                                   row.response_mask[:, :width], row.logprobs[:, :width])))
     for rows in (1, 3, 4, 12, 50):
-        ref_logprobs, scores, values = in_length_chunks(trainer._score_chunk, rollout, rows)
+        ref_logprobs, scores, values = in_length_chunks(trainer.score_chunk, rollout, rows)
         assert ref_logprobs.shape == values.shape == rollout.response_ids.shape and scores.shape == (12,)
         for b, (ref_b, score_b, values_b) in enumerate(alone):
             width = ref_b.shape[1]

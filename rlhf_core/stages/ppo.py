@@ -288,9 +288,10 @@ class PPOTrainer:
 
         Computed on chunks of `minibatch_size` episodes of similar length (`in_length_chunks`), as the PPO epochs
         group them: each pass then computes little padding."""
-        return in_length_chunks(self._score_chunk, rollout, self.config.minibatch_size)
+        return in_length_chunks(self.score_chunk, rollout, self.config.minibatch_size)
 
-    def _score_chunk(self, rollout: Rollout) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def score_chunk(self, rollout: Rollout) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Step 2 on some episodes (B of them): three passes over the same prompt + answer tokens."""
         q, qm, r, mask = rollout.query_ids, rollout.query_mask, rollout.response_ids, rollout.response_mask
         ref_logprobs = response_logprobs(self.ref_model, q, qm, r, mask, self.config.temperature)  # (B, T)
         scores = self.reward_model(*pack_query_response(q, qm, r, mask)[:2])                         # (B,)

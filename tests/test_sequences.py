@@ -10,9 +10,9 @@ from rlhf_core.models.loading import build_tokenizer
 
 from rlhf_core.models import sequences
 from rlhf_core.models.sequences import (PreallocatedCache, Rollout, decode_responses, forward_response, generate,
-                                        logprobs_from_logits,
-                                        pack_query_response, position_ids_from_mask, response_logprobs, sample_rows,
-                                        score_in_length_chunks, tokenize_prompts, tokenize_responses)
+                                        logprobs_from_logits, pack_query_response, position_ids_from_mask,
+                                        response_logprobs, sample_rows, score_in_length_chunks, tokenize_prompts,
+                                        tokenize_responses)
 
 SENTENCES = [
     "Human: What colour is a banana?\nAssistant: A banana is yellow.",

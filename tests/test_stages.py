@@ -363,6 +363,8 @@ def test_scoring_in_length_chunks_gives_each_episode_its_own_numbers(tiny):
     prompts = list(load_split("ppo")["prompt"][:12])
     trainer = PPOTrainer(copy.deepcopy(model), tokenizer, RewardModel.from_causal_lm(model),
                          PPOConfig(batch_size=12, minibatch_size=4), prompts=prompts)
+    with torch.no_grad():  # the critic's head starts at V = 0, which would agree whatever the chunks did
+        trainer.value_model.head.weight.normal_(0.0, 1.0, generator=torch.Generator().manual_seed(0))
     rollout = trainer.sample(prompts)
     lengths = rollout.response_mask.sum(1)
     assert lengths.min() < lengths.max()  # answers of different lengths: the chunks differ in width
@@ -375,6 +377,7 @@ def test_scoring_in_length_chunks_gives_each_episode_its_own_numbers(tiny):
     for rows in (1, 3, 4, 12, 50):
         ref_logprobs, scores, values = in_length_chunks(trainer.score_chunk, rollout, rows)
         assert ref_logprobs.shape == values.shape == rollout.response_ids.shape and scores.shape == (12,)
+        assert (values[rollout.response_mask] != 0).all()
         for b, (ref_b, score_b, values_b) in enumerate(alone):
             width = ref_b.shape[1]
             torch.testing.assert_close(ref_logprobs[b, :width], ref_b[0], atol=1e-5, rtol=1e-5)

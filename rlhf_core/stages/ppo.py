@@ -161,7 +161,8 @@ def in_length_chunks(fn, rollout: Rollout, rows: int) -> tuple[torch.Tensor, ...
     A pass costs in proportion to its rows times its longest row. A 64-episode rollout mixes short answers with a
     few that run to max_new_tokens, so one pass over it computes much padding; sorted by length and cut to each
     chunk's own width, the same episodes cost less (README, *Speed*). The numbers agree with one pass's to ~1e-6:
-    another matrix shape adds in another order, so they are not the same to the last bit."""
+    another matrix shape adds in another order, so they are not the same to the last bit. The reward model's
+    ranking batches do the same with `models.sequences.score_in_length_chunks`, for a single (B,) score."""
     lengths = rollout.query_mask.long().sum(1) + rollout.response_mask.long().sum(1)  # (B,) real tokens
     B, T = rollout.response_ids.shape
     out = None

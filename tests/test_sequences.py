@@ -276,6 +276,10 @@ def test_the_preallocated_cache_refuses_to_run_past_its_capacity():
     assert torch.equal(got_keys[:, :, 4:], keys[:, :, :1] + 1)
     with pytest.raises(RuntimeError, match="holds 5 positions"):
         cache.update(keys[:, :, :1], keys[:, :, :1], 0)
+    for operation, argument in (("crop", -1), ("reorder_cache", torch.tensor([1, 0])),
+                                ("batch_select_indices", torch.tensor([0])), ("batch_repeat_interleave", 2)):
+        with pytest.raises(NotImplementedError, match="DynamicCache"):  # not wrong keys, silently
+            getattr(cache, operation)(argument)
 
 
 def test_sampling_is_reproducible_with_a_generator(model, tokenizer):

@@ -314,6 +314,14 @@ class _PreallocatedLayer(DynamicLayer):
         self.keys, self.values = self._keys[:, :, :end], self._values[:, :, :end]  # (B, H, end, D) views
         return self.keys, self.values
 
+    def _refuse(self, *args, **kwargs):
+        # DynamicLayer's versions would replace `keys` but leave the buffers behind, and the next update would
+        # silently write past what they hold: refuse instead of returning wrong keys.
+        raise NotImplementedError("PreallocatedCache serves generate()'s single left-to-right pass; to crop, reorder "
+                                  "or select rows of a cache use transformers' DynamicCache")
+
+    crop = reorder_cache = batch_repeat_interleave = batch_select_indices = _refuse
+
 
 class PreallocatedCache(DynamicCache):
     """A DynamicCache whose layers hold at most `capacity` positions, allocated at the first step (see

@@ -15,7 +15,10 @@ then `--iterations` timed ones: rlhf_core's by timing `PPOTrainer.step()`; TRL's
 64 × (1 + iterations) episodes, with a TrainerCallback that notes the clock at each `on_step_end`: the time
 between two step ends is one iteration (the first, from `on_train_begin`, is the warm-up and is dropped). The
 figures are medians over all timed iterations of all runs of a side; the ratio is rlhf_core's episodes/s over
-TRL's (> 1: rlhf_core is faster).
+TRL's (> 1: rlhf_core is faster). Each side also counts the tokens its policy's forward passes take in while
+gradients are on — the PPO epochs' passes, padding included (a forward pre-hook, `TokenCounter`; generation and
+scoring run without gradients on both sides) — and the script prints their ratio: at `small`, where both sides
+pay about the same per token, the two ratios come out close.
 
 What is the same: the shipped base model (load_base) as policy and as frozen reference; the PPO prompts,
 tokenised without special tokens and left-padded; 64 episodes per rollout, generated as one batch; minibatches
@@ -52,6 +55,20 @@ EPISODES, MINIBATCH, EPOCHS, MAX_NEW_TOKENS, TEMPERATURE, KL_COEF = 64, 16, 4, 3
 MISSING_EOS_PENALTY, LR, VALUE_COEF = 1.0, 1e-5, 0.5
 
 
+class TokenCounter:
+    """Tokens a model's forward passes take in while gradients are on, padding included (a forward pre-hook)."""
+
+    def __init__(self, model):
+        self.total = 0
+        model.register_forward_pre_hook(self.count, with_kwargs=True)
+
+    def count(self, module, args, kwargs) -> None:
+        import torch
+
+        if torch.is_grad_enabled():
+            self.total += (kwargs["input_ids"] if "input_ids" in kwargs else args[0]).numel()
+
+
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports kB
 
@@ -65,8 +82,9 @@ def build_models(model_name: str):
     return policy, tokenizer, RewardModel.from_causal_lm(policy), list(load_split("ppo")["prompt"])
 
 
-def run_rlhf_core(model_name: str, iterations: int) -> tuple[list[float], float]:
-    """Seconds of each PPOTrainer.step() after one warm-up, and the peak RSS before the first step."""
+def run_rlhf_core(model_name: str, iterations: int) -> tuple[list[float], list[int], float]:
+    """Seconds and policy tokens with gradients of each PPOTrainer.step() after one warm-up, and the peak RSS
+    before the first step."""
     import copy
 
     from rlhf_core.stages.ppo import PPOConfig, PPOTrainer
@@ -79,13 +97,15 @@ def run_rlhf_core(model_name: str, iterations: int) -> tuple[list[float], float]
                        missing_eos_max_score=-MISSING_EOS_PENALTY)  # a cap where TRL subtracts: the same work
     trainer = PPOTrainer(copy.deepcopy(policy), tokenizer, reward_model, config, prompts=prompts,
                          ref_model=policy)  # the critic: PPOTrainer's default, the RM's body with V = 0
+    tokens = TokenCounter(trainer.policy)
     setup_mb = peak_rss_mb()
-    seconds = []
+    seconds, counts = [], []
     for _ in range(1 + iterations):
         start = time.perf_counter()
         trainer.step()
         seconds.append(time.perf_counter() - start)
-    return seconds[1:], setup_mb
+        counts.append(tokens.total)
+    return seconds[1:], [b - a for a, b in zip(counts, counts[1:])], setup_mb
 
 
 def trl_scalar_model(reward_model, config, zero_head: bool = False):
@@ -106,8 +126,9 @@ def trl_scalar_model(reward_model, config, zero_head: bool = False):
     return model
 
 
-def run_trl(model_name: str, iterations: int) -> tuple[list[float], float]:
-    """Seconds of each TRL PPO iteration after one warm-up (clock at each on_step_end), and the setup peak RSS."""
+def run_trl(model_name: str, iterations: int) -> tuple[list[float], list[int], float]:
+    """Seconds and policy tokens with gradients of each TRL PPO iteration after one warm-up (clock and count at
+    each on_step_end), and the setup peak RSS."""
     import copy
 
     from datasets import Dataset
@@ -116,14 +137,18 @@ def run_trl(model_name: str, iterations: int) -> tuple[list[float], float]:
 
     policy, tokenizer, reward_model, prompts = build_models(model_name)
     dataset = Dataset.from_dict({"input_ids": tokenizer(prompts, add_special_tokens=False)["input_ids"]})
-    step_ends = []
+    trained = copy.deepcopy(policy)
+    tokens = TokenCounter(trained)
+    step_ends, counts = [], []
 
     class Clock(TrainerCallback):
         def on_train_begin(self, args, state, control, **kwargs):
             step_ends.append(time.perf_counter())
+            counts.append(tokens.total)
 
         def on_step_end(self, args, state, control, **kwargs):
             step_ends.append(time.perf_counter())
+            counts.append(tokens.total)
 
     with tempfile.TemporaryDirectory() as output_dir:
         config = PPOConfig(
@@ -138,14 +163,14 @@ def run_trl(model_name: str, iterations: int) -> tuple[list[float], float]:
             stop_token_id=tokenizer.eos_token_id, missing_eos_penalty=MISSING_EOS_PENALTY,
             kl_coef=KL_COEF, kl_estimator="k1", whiten_rewards=False, cliprange=0.2, cliprange_value=0.2,
             vf_coef=VALUE_COEF, gamma=1.0, lam=0.95, learning_rate=LR, lr_scheduler_type="constant")
-        trainer = PPOTrainer(args=config, processing_class=tokenizer, model=copy.deepcopy(policy), ref_model=policy,
+        trainer = PPOTrainer(args=config, processing_class=tokenizer, model=trained, ref_model=policy,
                              reward_model=trl_scalar_model(reward_model, policy.config),
                              value_model=trl_scalar_model(reward_model, policy.config, zero_head=True),
                              train_dataset=dataset, callbacks=[Clock()])
         setup_mb = peak_rss_mb()
         trainer.train()
     seconds = [b - a for a, b in zip(step_ends, step_ends[1:])]
-    return seconds[1:], setup_mb
+    return seconds[1:], [b - a for a, b in zip(counts, counts[1:])][1:], setup_mb
 
 
 def child(side: str, model_name: str, iterations: int, threads: int | None) -> None:
@@ -156,8 +181,8 @@ def child(side: str, model_name: str, iterations: int, threads: int | None) -> N
     if threads:
         torch.set_num_threads(threads)
     torch.manual_seed(0)
-    seconds, setup_mb = (run_rlhf_core if side == "rlhf_core" else run_trl)(model_name, iterations)
-    print(json.dumps({"seconds": seconds, "setup_mb": setup_mb, "peak_mb": peak_rss_mb(),
+    seconds, tokens, setup_mb = (run_rlhf_core if side == "rlhf_core" else run_trl)(model_name, iterations)
+    print(json.dumps({"seconds": seconds, "tokens": tokens, "setup_mb": setup_mb, "peak_mb": peak_rss_mb(),
                       "threads": torch.get_num_threads()}))
 
 
@@ -196,6 +221,9 @@ def main(argv: list[str] | None = None) -> None:
         print(f"  {side:9s}  {median[side]:7.2f} s/iteration  {EPISODES / median[side]:6.1f} episodes/s   "
               f"peak RSS {peak:5.0f} MB (setup {setup:.0f} MB, training +{peak - setup:.0f} MB)")
     print(f"  ratio rlhf_core / TRL episodes/s: {median['trl'] / median['rlhf_core']:.2f}")
+    tokens = {side: statistics.mean(t for r in results for t in r["tokens"]) for side, results in runs.items()}
+    print(f"  policy tokens per iteration in the PPO epochs, padding included (mean): "
+          f"rlhf_core {tokens['rlhf_core']:.0f}, TRL {tokens['trl']:.0f}, ratio {tokens['trl'] / tokens['rlhf_core']:.2f}")
 
 
 if __name__ == "__main__":

@@ -597,9 +597,26 @@ def test_the_trl_benchmark_runs_rlhf_cores_side_without_trl():
 
     import benchmarks.ppo_vs_trl as benchmark
 
-    seconds, setup_mb = benchmark.run_rlhf_core("tiny", iterations=1)
+    seconds, tokens, setup_mb = benchmark.run_rlhf_core("tiny", iterations=1)
     assert len(seconds) == 1 and seconds[0] > 0 and setup_mb > 0
+    # the PPO epochs' passes only: 4 epochs × 4 minibatches of 16 rows, each row at least a prompt token and EOS
+    assert len(tokens) == 1 and tokens[0] % benchmark.MINIBATCH == 0
+    assert tokens[0] >= benchmark.EPOCHS * benchmark.EPISODES * 2
     assert "trl" not in sys.modules
+
+
+def test_the_trl_benchmarks_token_counter_counts_passes_with_gradients_only(tiny):
+    import benchmarks.ppo_vs_trl as benchmark
+
+    model = copy.deepcopy(tiny[0])
+    counter = benchmark.TokenCounter(model)
+    ids = torch.ones(3, 5, dtype=torch.long)
+    with torch.no_grad():
+        model(input_ids=ids, attention_mask=torch.ones_like(ids))  # sampling and scoring: not counted
+    assert counter.total == 0
+    model(input_ids=ids, attention_mask=torch.ones_like(ids))
+    model(ids[:2])                                                  # positional input_ids count too
+    assert counter.total == 15 + 10
 
 
 # --------------------------------------------------------------------------------------------------

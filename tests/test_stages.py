@@ -599,9 +599,14 @@ def test_the_trl_benchmark_runs_rlhf_cores_side_without_trl():
 
     seconds, tokens, setup_mb = benchmark.run_rlhf_core("tiny", iterations=1)
     assert len(seconds) == 1 and seconds[0] > 0 and setup_mb > 0
-    # the PPO epochs' passes only: 4 epochs × 4 minibatches of 16 rows, each row at least a prompt token and EOS
+    # The PPO epochs' passes only, each episode once per epoch, in minibatches of 16 rows: every row is at least the
+    # shortest prompt and one token, at most the longest prompt and max_new_tokens (one epoch, or a count of the
+    # no-grad sampling and scoring passes too, falls outside).
+    _, tokenizer, _, prompts = benchmark.build_models("tiny")
+    prompt_lengths = [len(ids) for ids in tokenizer(prompts, add_special_tokens=False)["input_ids"]]
+    rows = benchmark.EPOCHS * benchmark.EPISODES
     assert len(tokens) == 1 and tokens[0] % benchmark.MINIBATCH == 0
-    assert tokens[0] >= benchmark.EPOCHS * benchmark.EPISODES * 2
+    assert rows * (min(prompt_lengths) + 1) <= tokens[0] <= rows * (max(prompt_lengths) + benchmark.MAX_NEW_TOKENS)
     assert "trl" not in sys.modules
 
 

@@ -39,6 +39,7 @@ WIN_RATE_PAIRS = {
     "tiny_ppo_vs_small_base": ("ppo", "small_base"),
     "tiny_ppo_vs_small_sft": ("ppo", "small_sft"),
     "ppo_perfect_vs_sft": ("ppo_perfect", "sft"),
+    "ppo_perfect_vs_base": ("ppo_perfect", "base"),  # what a reward that sees every fact buys against the base model
     "dpo_vs_sft": ("dpo", "sft"),
     "rloo_vs_sft": ("rloo", "sft"),
     "sft_vs_base": ("sft", "base"),

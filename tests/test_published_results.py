@@ -17,6 +17,7 @@ WIN_RATE_ROWS = {
     "PPO vs SFT": "ppo_vs_sft",
     "PPO-ptx vs SFT": "ppo_ptx_vs_sft",
     "PPO vs base": "ppo_vs_base",
+    "PPO with a perfect reward vs base": "ppo_perfect_vs_base",
     "PPO-ptx vs base": "ppo_ptx_vs_base",
     "PPO-ptx vs few-shot base": "ppo_ptx_vs_prompted_base",
     "SFT vs base": "sft_vs_base",
@@ -77,7 +78,7 @@ def test_the_readmes_untuned_seeds_table_is_the_published_numbers():
         assert rows[str(seed)] == [
             " / ".join(f"{gold[name]:.2f}" for name in ("base", "sft", "ppo", "ppo_ptx", "ppo_perfect")),
             *(as_text(w[key]) for key in ("ppo_vs_sft", "ppo_ptx_vs_sft", "ppo_perfect_vs_sft", "ppo_vs_base",
-                                          "ppo_ptx_vs_base")),
+                                          "ppo_ptx_vs_base", "ppo_perfect_vs_base")),
             *(as_text(decoding[name]["win_rate"]) for name in ("t0.7", "greedy")),
             " / ".join(f"{kl[key]:.2f}" for key in ("ppo_vs_sft", "ppo_ptx_vs_sft", "ppo_perfect_vs_sft")) + " nats",
         ], seed

@@ -177,6 +177,40 @@ def test_left_padding_does_not_change_logprobs(model, tokenizer):
         torch.testing.assert_close(batch[row, : rm.sum()], alone, atol=1e-5, rtol=1e-5)
 
 
+def test_shared_prompt_logprobs_read_each_prompt_once_and_match_each_answer_alone(tokenizer):
+    """The reference: every prompt + answer joined, unpadded, run alone through the model, and log softmax read at
+    each answer token in a loop. K = 3 answers a prompt of mixed lengths (an empty one is its EOS alone); rows=2
+    splits them into several chunks. The log-probs and their gradients must agree."""
+    model = tiny_model(tokenizer, seed=3)
+    answers = [" A banana is yellow.", "", " Yellow, and a cat has four legs.", " Hello", " Hello there!", " Hi",
+               " Once", " A dog found a bone.", "", " Four", " A cat has four legs.", " Hello"]
+    query_ids, query_mask = tokenize_prompts(tokenizer, PROMPTS)
+    response_ids, response_mask = tokenize_responses(tokenizer, answers)
+    weights = torch.randn(response_ids.shape, generator=torch.Generator().manual_seed(0))  # every token its own weight
+
+    model.zero_grad()
+    shared = sequences.shared_prompt_logprobs(model, query_ids, query_mask, response_ids, response_mask, rows=2)
+    (weights * shared).sum().backward()
+    shared_grads = [p.grad.clone() for p in model.parameters()]
+    assert shared.shape == response_ids.shape and (shared[~response_mask] == 0).all()
+
+    model.zero_grad()
+    total = 0.0
+    for row in range(len(answers)):
+        prompt = query_ids[row // 3][query_mask[row // 3]]
+        answer = response_ids[row][response_mask[row]]
+        logits = model(input_ids=torch.cat([prompt, answer])[None]).logits[0]           # (P + n, V)
+        for t in range(len(answer)):  # answer token t is predicted at the position before it
+            logp = F.log_softmax(logits[len(prompt) + t - 1], -1)[answer[t]]
+            torch.testing.assert_close(shared[row, t].detach(), logp.detach(), atol=1e-5, rtol=1e-5)
+            total = total + weights[row, t] * logp
+    total.backward()
+    for p, g in zip(model.parameters(), shared_grads):
+        torch.testing.assert_close(g, p.grad, atol=1e-5, rtol=1e-4)
+    with pytest.raises(ValueError, match="same number of answers"):
+        sequences.shared_prompt_logprobs(model, query_ids, query_mask, response_ids[:11], response_mask[:11])
+
+
 def test_temperature_scales_logits():
     torch.manual_seed(0)
     logits, tokens = torch.randn(2, 3, 11), torch.randint(0, 11, (2, 3))

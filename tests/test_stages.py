@@ -591,6 +591,14 @@ def test_the_reward_step_benchmark_times_every_layout(capsys):
     assert all(layout in printed for layout in ("padded", "chunked", "shared prompt", "x padded")), printed
 
 
+def test_the_dpo_step_benchmark_times_both_layouts(capsys):
+    import benchmarks.dpo_step as benchmark
+
+    benchmark.main(["--steps", "1", "--answers", "base"])  # base-model answers: no SFT training in a unit test
+    printed = capsys.readouterr().out
+    assert all(layout in printed for layout in ("own rows", "shared prompt", "x own rows")), printed
+
+
 def test_the_trl_benchmark_runs_rlhf_cores_side_without_trl():
     """benchmarks/ppo_vs_trl.py: the course's side needs nothing beyond requirements.txt, and never imports trl."""
     import sys

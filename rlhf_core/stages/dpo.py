@@ -24,7 +24,7 @@ import torch
 
 from ..common.timing import Stopwatch
 from ..losses import dpo_loss
-from ..models.sequences import response_logprobs, tokenize_prompts, tokenize_responses
+from ..models.sequences import shared_prompt_logprobs, tokenize_prompts, tokenize_responses
 from .ppo import final_norm_groups
 from .reward import pairwise_accuracy
 from .training import gradient_step, record_step
@@ -52,14 +52,15 @@ class DPOConfig:
 def answer_logprobs(model, tokenizer, comparisons: list[dict]) -> torch.Tensor:
     """log π(y | x) of every ranked answer, summed over its tokens (EOS included): (B, K), columns best first.
 
-    Keeps the autograd graph; wrap in torch.no_grad() for the frozen reference."""
+    Each prompt is read once for its K answers (`shared_prompt_logprobs`, the reward model's layout): about half of
+    a ranking's tokens are prompt. Keeps the autograd graph; wrap in torch.no_grad() for the frozen reference."""
     k = len(comparisons[0]["responses"])
     if any(len(c["responses"]) != k for c in comparisons):
         raise ValueError("the rankings of one batch must all rank the same number of answers (K)")
-    query_ids, query_mask = tokenize_prompts(tokenizer, [c["prompt"] for c in comparisons for _ in range(k)])
+    query_ids, query_mask = tokenize_prompts(tokenizer, [c["prompt"] for c in comparisons])
     response_ids, response_mask = tokenize_responses(tokenizer, [r for c in comparisons for r in c["responses"]])
-    logprobs = response_logprobs(model, query_ids, query_mask, response_ids, response_mask)   # (B·K, T)
-    return logprobs.sum(1).view(len(comparisons), k)                                          # (B, K)
+    logprobs = shared_prompt_logprobs(model, query_ids, query_mask, response_ids, response_mask)  # (B·K, T)
+    return logprobs.sum(1).view(len(comparisons), k)                                             # (B, K)
 
 
 def distinct_pairs(comparisons: list[dict]) -> torch.Tensor:

@@ -28,14 +28,14 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
-from transformers import AutoModel, DynamicCache
+from transformers import AutoModel
 
 from ..common.files import atomic_folder
 from ..common.modes import eval_mode
 from ..world.labeler import SimulatedLabeler
 from .loading import default_device, on_model_device
-from .sequences import (pack_query_response, position_ids_from_mask, response_positions, tokenize_prompts,
-                        tokenize_responses)
+from .sequences import (answers_per_prompt, pack_query_response, position_ids_from_mask, response_positions,
+                        shared_prompt_chunks, tokenize_prompts, tokenize_responses)
 
 HEAD_FILE = "head.safetensors"
 BACKBONE_FILES = ("config.json", "model.safetensors")
@@ -183,30 +183,21 @@ class RewardModel(ScalarHeadModel):
         """
         query_ids, query_mask, response_ids, response_mask = on_model_device(self, query_ids, query_mask,
                                                                                  response_ids, response_mask)
-        k = response_ids.shape[0] // query_ids.shape[0]
-        if k * query_ids.shape[0] != response_ids.shape[0]:
-            raise ValueError(f"{response_ids.shape[0]} answers for {query_ids.shape[0]} prompts: give the same number "
-                             "of answers (K) for every prompt, prompt b's in rows b·K to b·K + K − 1")
+        answers_per_prompt(query_ids, response_ids)
         prompt = self.backbone(input_ids=query_ids, attention_mask=query_mask.long(),
                                position_ids=position_ids_from_mask(query_mask), use_cache=True).cache
-        keys_values = [(layer.keys, layer.values) for layer in prompt.layers]   # per layer (B, heads, P, head dim)
-        prompt_lengths = query_mask.long().sum(1)                                  # (B,)
         lengths = response_mask.long().sum(1)                                      # (B·K,) real answer tokens
-        order = lengths.argsort(stable=True)                                       # short answers first
-        parts = []
-        for chunk in order.split(rows):
-            of = chunk // k                                                        # (b,) each answer's prompt
-            width = max(1, int(lengths[chunk].max()))
-            cache = DynamicCache(ddp_cache_data=[(key[of], value[of]) for key, value in keys_values])
+        chunks, parts = [], []
+        for chunk, of, width, cache, positions in shared_prompt_chunks(prompt, query_mask, response_mask, rows):
             hidden = self.backbone(
                 input_ids=response_ids[chunk, :width],                                            # (b, width)
                 attention_mask=torch.cat([query_mask[of], response_mask[chunk, :width]], 1).long(),  # (b, P + width)
-                position_ids=prompt_lengths[of, None] + torch.arange(width, device=response_ids.device),
-                cache=cache, use_cache=True,
+                position_ids=positions, cache=cache, use_cache=True,
             ).last_hidden_state                                                    # (b, width, H)
             last = hidden[torch.arange(len(chunk)), (lengths[chunk] - 1).clamp(min=0)]  # (b, H) the last real token
+            chunks.append(chunk)
             parts.append(self.head(last).squeeze(-1).float() - self.bias)          # (b,)
-        return torch.cat(parts)[order.argsort()]                                   # back to the input's row order
+        return torch.cat(parts)[torch.cat(chunks).argsort()]                       # back to the input's row order
 
     @torch.no_grad()
     def set_bias_from(self, scores: torch.Tensor) -> None:

@@ -11,7 +11,7 @@ from `load_or_train_sft`, trained once if runs/ has none); `--answers base` has 
 the policy (no training).
 "Own rows" is what `dpo.answer_logprobs` did first: each prompt repeated for each of its K answers, prompt and answer
 packed into one row (`sequences.response_logprobs`), one (B·K, P + T) pass. "Shared prompt" is what it does now
-(`sequences.shared_prompt_logprobs`): each prompt's keys and values computed once, then its K answers against them
+(`rankings.shared_prompt_logprobs`): each prompt's keys and values computed once, then its K answers against them
 in length-sorted chunks. The two alternate step by step in this process; the figure is also given as a ratio.
 """
 from __future__ import annotations

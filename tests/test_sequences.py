@@ -8,7 +8,7 @@ from transformers.cache_utils import DynamicCache
 
 from rlhf_core.models.loading import build_tokenizer
 
-from rlhf_core.models import sequences
+from rlhf_core.models import rankings, sequences
 from rlhf_core.models.sequences import (PreallocatedCache, Rollout, decode_responses, forward_response, generate,
                                         logprobs_from_logits, pack_query_response, position_ids_from_mask,
                                         response_logprobs, sample_rows, score_in_length_chunks, tokenize_prompts,
@@ -189,7 +189,7 @@ def test_shared_prompt_logprobs_read_each_prompt_once_and_match_each_answer_alon
     weights = torch.randn(response_ids.shape, generator=torch.Generator().manual_seed(0))  # every token its own weight
 
     model.zero_grad()
-    shared = sequences.shared_prompt_logprobs(model, query_ids, query_mask, response_ids, response_mask, rows=2)
+    shared = rankings.shared_prompt_logprobs(model, query_ids, query_mask, response_ids, response_mask, rows=2)
     (weights * shared).sum().backward()
     shared_grads = [p.grad.clone() for p in model.parameters()]
     assert shared.shape == response_ids.shape and (shared[~response_mask] == 0).all()
@@ -208,7 +208,7 @@ def test_shared_prompt_logprobs_read_each_prompt_once_and_match_each_answer_alon
     for p, g in zip(model.parameters(), shared_grads):
         torch.testing.assert_close(g, p.grad, atol=1e-5, rtol=1e-4)
     with pytest.raises(ValueError, match="same number of answers"):
-        sequences.shared_prompt_logprobs(model, query_ids, query_mask, response_ids[:11], response_mask[:11])
+        rankings.shared_prompt_logprobs(model, query_ids, query_mask, response_ids[:11], response_mask[:11])
 
 
 def test_temperature_scales_logits():

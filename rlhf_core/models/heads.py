@@ -34,8 +34,9 @@ from ..common.files import atomic_folder
 from ..common.modes import eval_mode
 from ..world.labeler import SimulatedLabeler
 from .loading import default_device, on_model_device
-from .sequences import (answers_per_prompt, pack_query_response, position_ids_from_mask, response_positions,
-                        shared_prompt_chunks, tokenize_prompts, tokenize_responses)
+from .rankings import answers_per_prompt, shared_prompt_chunks
+from .sequences import (pack_query_response, position_ids_from_mask, response_positions, tokenize_prompts,
+                        tokenize_responses)
 
 HEAD_FILE = "head.safetensors"
 BACKBONE_FILES = ("config.json", "model.safetensors")

@@ -24,7 +24,8 @@ import torch
 
 from ..common.timing import Stopwatch
 from ..losses import dpo_loss
-from ..models.sequences import shared_prompt_logprobs, tokenize_prompts, tokenize_responses
+from ..models.rankings import shared_prompt_logprobs
+from ..models.sequences import tokenize_prompts, tokenize_responses
 from .ppo import final_norm_groups
 from .reward import pairwise_accuracy
 from .training import gradient_step, record_step

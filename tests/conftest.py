@@ -2,6 +2,7 @@
 
 import os
 import time
+import warnings
 from pathlib import Path
 
 import nbclient
@@ -44,9 +45,11 @@ def run_notebook():
 # suite sooner than one two-thread process. The notebooks that make and reuse the checkpoints (02 SFT -> 03 reward
 # model -> 04 PPO -> 05, 06) run in order on one worker, so none trains a model another is still training;
 # everything else (the unit tests, 00, 01, 07, the browser test) runs in order on the other. 07 needs only the SFT
-# model and the reward model: it waits until notebook 03 has saved them (`pytest_runtest_setup`). The workers
-# start only where this file is loaded (the whole suite, or unit tests): a run of notebooks alone stays in one
-# process, where nothing would keep two of them from training the same checkpoint at once.
+# model and the reward model: it waits until notebook 03 has saved them (`pytest_runtest_setup`). The chain is the
+# longer side, so the other worker first trains the one model of the chain that depends on nothing the chain makes,
+# the `small` SFT model notebook 05 compares with, which notebook 05 then loads (`PREPARES`). The workers start
+# only where this file is loaded (the whole suite, or unit tests): a run of notebooks alone stays in one process,
+# where nothing would keep two of them from training the same checkpoint at once.
 SUITE_WORKERS = 2
 STAGE_CHAIN = ("02_", "03_", "04_", "05_", "06_")
 
@@ -74,34 +77,92 @@ if os.environ.get("PYTEST_XDIST_WORKER") and not os.environ.get("RLHF_THREADS"):
 
 # a notebook of the "rest" worker -> the chain's checkpoint it loads, and waits for
 WAITS_FOR = {"notebooks/07_beyond_ppo.ipynb": "rm"}
+# a notebook of the chain -> the base whose SFT model the "rest" worker trains for it, before its own first test
+PREPARES = {"notebooks/05_evaluation.ipynb": "small"}
 SESSION_START = time.time()  # this process's start: a checkpoint saved since was saved by this run
 _waited: set[str] = set()
+_prepared = False
 
 
-def wait_for_checkpoint(folder: Path, since: float, timeout: float, poll: float = 2.0) -> bool:
-    """Wait until `folder` exists and was written at or after `since` (a time.time()); False if `timeout` seconds
-    pass first. Checkpoints are written whole and then renamed into place, so once it is there it is complete."""
+def wait_until(ready, timeout: float, poll: float = 2.0) -> bool:
+    """Wait until ready() is true; False if `timeout` seconds pass first."""
     deadline = time.monotonic() + timeout
-    while not (folder.is_dir() and folder.stat().st_mtime >= since):
+    while not ready():
         if time.monotonic() >= deadline:
             return False
         time.sleep(poll)
     return True
 
 
+def wait_for_checkpoint(folder: Path, since: float, timeout: float, poll: float = 2.0) -> bool:
+    """Wait until `folder` exists and was written at or after `since` (a time.time()); False if `timeout` seconds
+    pass first. Checkpoints are written whole and then renamed into place, so once it is there it is complete."""
+    return wait_until(lambda: folder.is_dir() and folder.stat().st_mtime >= since, timeout, poll)
+
+
+def prepared_marker(base: str) -> Path:
+    """The file that says runs/sft-{base} is ready: the "rest" worker writes this run's id (xdist's testrunuid) in it."""
+    from rlhf_core.common.paths import RUNS_DIR
+
+    return RUNS_DIR / ".suite" / f"sft-{base}.ready"
+
+
+def prepare_sft(base: str, run_id: str) -> None:
+    """Load or train runs/sft-{base} as the notebook that needs it would, then mark it ready for run `run_id`.
+    If that fails, a warning says why and the mark is written all the same: the notebook, not the unrelated test
+    this runs before, then trains the model itself and fails where the failure belongs."""
+    from rlhf_core.stages.sft import load_or_train_sft
+
+    try:
+        load_or_train_sft(base, progress=False)
+    except Exception as error:  # noqa: BLE001 - reported, and raised again by the notebook that needs the model
+        warnings.warn(f"could not prepare runs/sft-{base} for the chain's notebook ({error!r}); it will train it")
+    marker = prepared_marker(base)
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.write_text(run_id)
+
+
+def wait_for_prepared(base: str, run_id: str, timeout: float, poll: float = 2.0) -> bool:
+    """Wait until the "rest" worker of run `run_id` has marked runs/sft-{base} ready; False after `timeout` s."""
+    marker = prepared_marker(base)
+    return wait_until(lambda: marker.is_file() and marker.read_text() == run_id, timeout, poll)
+
+
 def pytest_runtest_setup(item):
-    """Before notebook 07's first cell on the second worker: wait, up to 15 minutes, for the reward model (and so
-    the SFT model before it) that notebook 03 saves on the first, as a run in one process would find them, rather
-    than train a second copy beside it. After the wait, or without the chain in this run, the notebook goes on as
-    it would alone (loading what is there, training what is not)."""
-    path = item.nodeid.split("::")[0]
-    if path not in WAITS_FOR or path in _waited or not os.environ.get("PYTEST_XDIST_WORKER"):
+    """Only under the two workers and only where the run holds both sides (a run without the chain, or without the
+    other side, goes on as it would alone: each notebook loads what is there and trains what is not):
+    - before the "rest" worker's first test: train the SFT models `PREPARES` names (one minute for `small`);
+    - before notebook 07's first cell, on that worker: wait, up to 15 minutes, for the reward model (and so the SFT
+      model before it) that notebook 03 saves on the chain, as a run in one process would find them, rather than
+      train a second copy beside it;
+    - before notebook 05's first cell, on the chain: wait, up to 15 minutes, until the other worker has its `small`
+      SFT model ready (it is long before: the chain reaches 05 after 02, 03 and 04).
+    A notebook whose wait runs out trains what it does not find."""
+    global _prepared
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
         return
-    _waited.add(path)
-    if any(suite_group(other.nodeid) == "stages" for other in item.session.items):
+    run_id = item.config.workerinput["testrunuid"]
+    if not _prepared:  # the first test this worker runs: is the other side in this run?
+        _prepared = True
+        paths = {other.nodeid.split("::")[0] for other in item.session.items}
+        if {suite_group(path) for path in paths} != {"stages", "rest"}:
+            _waited.update(paths)  # nothing to prepare or wait for
+            return
+        if suite_group(item.nodeid) == "rest":
+            for notebook, base in PREPARES.items():
+                if notebook in paths:
+                    prepare_sft(base, run_id)
+    path = item.nodeid.split("::")[0]
+    if path in _waited:
+        return
+    if path in WAITS_FOR:
         from rlhf_core.common.paths import run_path
 
+        _waited.add(path)
         wait_for_checkpoint(run_path(WAITS_FOR[path]), SESSION_START, timeout=900)
+    elif path in PREPARES:
+        _waited.add(path)
+        wait_for_prepared(PREPARES[path], run_id, timeout=900)
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads -n

@@ -13,8 +13,9 @@ from types import SimpleNamespace
 import pytest
 import torch
 from nbformat.v4 import new_code_cell, new_notebook
-from conftest import (STAGE_CHAIN, SUITE_WORKERS, WAITS_FOR, pytest_cmdline_main, suite_group, wait_for_checkpoint,
-                      worker_threads)
+import conftest
+from conftest import (PREPARES, STAGE_CHAIN, SUITE_WORKERS, WAITS_FOR, prepare_sft, pytest_cmdline_main, suite_group,
+                      wait_for_checkpoint, wait_for_prepared, worker_threads)
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("*.ipynb"))
 
@@ -64,6 +65,51 @@ def test_waiting_for_a_checkpoint_ends_when_this_run_saves_it_and_not_before(tmp
     assert wait_for_checkpoint(folder, start, timeout=10, poll=0.05)
     assert 0.25 <= time.monotonic() - began < 5
     later.join()
+
+
+def test_the_model_the_other_worker_prepares_is_one_no_notebook_saves_or_needs_sooner():
+    """The "rest" worker trains runs/sft-{base} before its first test, for a notebook of the chain. No notebook may
+    save that model (`save_sft`), and no notebook of the chain before that one may load or train it: either could
+    write it while the other worker does. (The other worker's own notebooks run after it has.)"""
+    for notebook, base in PREPARES.items():
+        assert suite_group(f"{notebook}::Cell 0") == "stages" and base != "tiny"
+        asks = re.compile(rf"load_or_train_sft\(\s*[\"']{base}[\"']")
+        saves = re.compile(rf"save_sft\([^)]*[\"']{base}[\"']")
+        assert asks.search(code_of(Path(__file__).resolve().parent.parent / notebook))
+        for path in NOTEBOOKS:
+            assert not saves.search(code_of(path)), path.name
+            if suite_group(f"notebooks/{path.name}::Cell 0") == "stages" and path.name < Path(notebook).name:
+                assert not asks.search(code_of(path)), path.name
+
+
+def test_a_prepared_model_is_ready_only_for_the_run_that_prepared_it(tmp_path, monkeypatch):
+    marker = tmp_path / ".suite" / "sft-small.ready"
+    monkeypatch.setattr(conftest, "prepared_marker", lambda base: marker)
+    trained = []
+    monkeypatch.setattr("rlhf_core.stages.sft.load_or_train_sft", lambda base, progress: trained.append(base))
+    assert not wait_for_prepared("small", "run-1", timeout=0.2, poll=0.05)   # nothing there yet
+    marker.parent.mkdir()
+    marker.write_text("run-0")                                               # an earlier run's mark
+    assert not wait_for_prepared("small", "run-1", timeout=0.2, poll=0.05)
+    later = threading.Timer(0.3, prepare_sft, ("small", "run-1"))             # this run prepares it 0.3 s from now
+    later.start()
+    began = time.monotonic()
+    assert wait_for_prepared("small", "run-1", timeout=10, poll=0.05)
+    assert 0.25 <= time.monotonic() - began < 5 and trained == ["small"]
+    later.join()
+
+
+def test_a_model_that_fails_to_prepare_is_marked_so_the_notebook_need_not_wait(tmp_path, monkeypatch):
+    marker = tmp_path / "sft-small.ready"
+    monkeypatch.setattr(conftest, "prepared_marker", lambda base: marker)
+
+    def fails(base, progress):
+        raise RuntimeError("NaN in the SFT loss")
+
+    monkeypatch.setattr("rlhf_core.stages.sft.load_or_train_sft", fails)
+    with pytest.warns(UserWarning, match=r"runs/sft-small .*NaN in the SFT loss"):
+        prepare_sft("small", "run-2")  # the test it runs before does not fail for it
+    assert wait_for_prepared("small", "run-2", timeout=0)  # notebook 05 goes on at once, and trains it itself
 
 
 @pytest.mark.parametrize("cores, workers, threads", [(2, 2, 1), (8, 2, 4), (1, 2, 1), (3, 2, 1), (4, 1, 4),

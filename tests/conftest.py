@@ -81,7 +81,7 @@ WAITS_FOR = {"notebooks/07_beyond_ppo.ipynb": "rm"}
 PREPARES = {"notebooks/05_evaluation.ipynb": "small"}
 SESSION_START = time.time()  # this process's start: a checkpoint saved since was saved by this run
 _waited: set[str] = set()
-_prepared = False
+_both_sides: bool | None = None  # does this run hold both workers' sides? (set at the first test)
 
 
 def wait_until(ready, timeout: float, poll: float = 2.0) -> bool:
@@ -138,22 +138,19 @@ def pytest_runtest_setup(item):
     - before notebook 05's first cell, on the chain: wait, up to 15 minutes, until the other worker has its `small`
       SFT model ready (it is long before: the chain reaches 05 after 02, 03 and 04).
     A notebook whose wait runs out trains what it does not find."""
-    global _prepared
+    global _both_sides
     if not os.environ.get("PYTEST_XDIST_WORKER"):
         return
     run_id = item.config.workerinput["testrunuid"]
-    if not _prepared:  # the first test this worker runs: is the other side in this run?
-        _prepared = True
+    if _both_sides is None:  # the first test this worker runs
         paths = {other.nodeid.split("::")[0] for other in item.session.items}
-        if {suite_group(path) for path in paths} != {"stages", "rest"}:
-            _waited.update(paths)  # nothing to prepare or wait for
-            return
-        if suite_group(item.nodeid) == "rest":
+        _both_sides = {suite_group(path) for path in paths} == {"stages", "rest"}
+        if _both_sides and suite_group(item.nodeid) == "rest":
             for notebook, base in PREPARES.items():
                 if notebook in paths:
                     prepare_sft(base, run_id)
     path = item.nodeid.split("::")[0]
-    if path in _waited:
+    if not _both_sides or path in _waited:
         return
     if path in WAITS_FOR:
         from rlhf_core.common.paths import run_path

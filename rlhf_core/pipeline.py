@@ -42,7 +42,7 @@ from .stages.dpo import DPOConfig, train_dpo
 from .stages.ppo import PPOConfig, PPOTrainer, initial_value_model
 from .stages.reward import RewardConfig, build_reward_model, split_heldout
 from .stages.sft import SFTConfig, train_sft
-from .world.data import load_split
+from .world.data import load_split, training_prompts
 from .world.labeler import SimulatedLabeler, comparison_agreement
 
 
@@ -266,6 +266,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-perfect-reward", action="store_true",
                         help="skip the PPO run against the labeler itself (the ceiling)")
     parser.add_argument("--no-beyond-ppo", action="store_true", help="skip DPO and the critic-free RLOO run")
+    parser.add_argument("--rm-prompt-splits", default=None,
+                        help='override RewardConfig.prompt_splits: the splits whose prompts are ranked, e.g. '
+                             '"rm,sft,ppo" (every training prompt)')
     parser.add_argument("--summary", default=None,
                         help="also write the results without samples and histories to this file (data/results/)")
     args = parser.parse_args(argv)
@@ -276,6 +279,9 @@ def main(argv: list[str] | None = None) -> None:
                             beyond_ppo=not args.no_beyond_ppo).with_seed(args.seed)
     if args.ppo_iterations is not None:
         config.ppo.iterations = args.ppo_iterations
+    if args.rm_prompt_splits is not None:
+        config.reward.prompt_splits = tuple(name.strip() for name in args.rm_prompt_splits.split(","))
+        training_prompts(config.reward.prompt_splits, "--rm-prompt-splits")  # a clear error now, not after SFT
     device = default_device()
     print(f"models on {device}" + (f", {torch.get_num_threads()} CPU threads" if device.type == "cpu" else "")
           + " (RLHF_DEVICE and RLHF_THREADS change them)")

@@ -328,9 +328,14 @@ def test_pipeline_command_line_picks_the_comparisons(monkeypatch, tmp_path):
     pipeline.main(["--out", "x", "--seed", "4", "--summary", str(tmp_path / "results" / "seed-4.json")])
     pipeline.main(["--out", "y", "--model", "gpt2", "--ptx-run-coef", "0"])
     pipeline.main(["--out", "z", "--small-model", "none", "--no-perfect-reward", "--no-beyond-ppo"])
+    pipeline.main(["--out", "w", "--rm-prompt-splits", "rm, sft,ppo"])
     summary = json.loads((tmp_path / "results" / "seed-4.json").read_text())
     assert summary == {"gold_score": {"ppo": 8.0}, "torch_threads": 1}, "no samples, no histories, the rest whole"
-    (tiny, _), (gpt2, _), (no_small, _) = seen
+    (tiny, _), (gpt2, _), (no_small, _), (every_prompt, _) = seen
+    assert tiny.reward.prompt_splits == ("rm",) and every_prompt.reward.prompt_splits == ("rm", "sft", "ppo")
+    with pytest.raises(ValueError, match="--rm-prompt-splits .* includes eval: .* never be trained on"):
+        pipeline.main(["--out", "v", "--rm-prompt-splits", "rm,eval"])
+    assert len(seen) == 4, "a held-out split is refused before anything runs"
     assert tiny.perfect_reward and not no_small.perfect_reward
     assert tiny.beyond_ppo and not no_small.beyond_ppo and tiny.dpo.seed == 4
     assert tiny.small_model == "small" and tiny.seed == tiny.ppo.seed == 4 and tiny.ptx_run_coef > 0

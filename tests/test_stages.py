@@ -131,6 +131,27 @@ def test_sharp_answers_are_sampled_at_their_own_temperature(tiny, monkeypatch):
         build_reward_model(model, tok, RewardConfig(), base, prompts=[])
 
 
+def test_the_reward_model_ranks_the_prompts_of_its_configured_splits(tiny, monkeypatch):
+    model, tok = tiny
+    ranked = []
+    def stop(models, tokenizer, prompts, *args, **kwargs):
+        ranked.append(list(prompts))
+        raise InterruptedError
+    monkeypatch.setattr(reward, "collect_comparisons", stop)
+    for splits in (("rm",), ("rm", "sft", "ppo")):
+        with pytest.raises(InterruptedError):
+            build_reward_model(model, tok, RewardConfig(prompt_splits=splits))
+        assert ranked.pop() == [p for name in splits for p in load_split(name)["prompt"]]
+    assert RewardConfig().prompt_splits == ("rm",), "the default ranks the rm split's prompts"
+    with pytest.raises(ValueError, match="RewardConfig.prompt_splits .* includes dev: .* never be trained on"):
+        build_reward_model(model, tok, RewardConfig(prompt_splits=("rm", "dev")))
+    assert not ranked, "nothing is ranked before the check"
+    # the reward model's record names every file its rankings' prompts came from, the demonstrations once
+    assert list(reward.reward_provenance("tiny")["data"]) == ["rm.jsonl", "sft.jsonl"]
+    every = reward.reward_provenance("tiny", RewardConfig(prompt_splits=("rm", "sft", "ppo")))
+    assert list(every["data"]) == ["rm.jsonl", "ppo.jsonl", "sft.jsonl"]
+
+
 def test_split_heldout_keeps_every_round_of_a_prompt_on_one_side():
     comparisons = [{"prompt": f"p{i}", "round": r} for r in range(3) for i in range(20)]
     train, heldout = split_heldout(comparisons, 0.25, seed=0)

@@ -43,7 +43,7 @@ from ..models.heads import LabelerReward, RewardModel, ValueModel
 from ..models.loading import load_base, model_device, save_checkpoint
 from ..models.sequences import (Rollout, forward_response, generate, pack_query_response, random_windows,
                                 response_logprobs, token_stream)
-from ..world.data import load_split
+from ..world.data import TRAINING_PROMPT_SPLITS, load_split, training_prompts
 from ..world.labeler import SimulatedLabeler
 from . import provenance
 from .reward import load_or_train_reward_model
@@ -58,8 +58,7 @@ from .training import gradient_step
 # 605 (each seen ~5 times in 2,880) it has to learn what holds for every prompt -- a plain sentence, an answer that
 # stops, a sharper choice of answer. Dev and eval gold rise a little (README, "What each setting bought").
 # InstructGPT's PPO prompts were a separate set of 31k, more than enough that no prompt repeated much.
-PPO_PROMPT_SPLITS = ("ppo", "rm", "sft")
-HELD_OUT_SPLITS = ("dev", "eval")
+PPO_PROMPT_SPLITS = TRAINING_PROMPT_SPLITS
 
 
 ADVANTAGES = ("gae", "rloo")  # PPOConfig.advantage: GAE with the critic, or the critic-free leave-one-out baseline
@@ -111,14 +110,7 @@ class PPOConfig:
 
 def ppo_prompts(splits=PPO_PROMPT_SPLITS) -> list[str]:
     """The prompts PPO trains on: every prompt of `splits`, in file order (PPOTrainer shuffles them)."""
-    splits = tuple(splits)
-    held_out = [name for name in splits if name in HELD_OUT_SPLITS]
-    if held_out:
-        raise ValueError(f"prompt_splits {splits} includes {', '.join(held_out)}: those prompts measure PPO and "
-                         f"must never be trained on; use any of {', '.join(PPO_PROMPT_SPLITS)}")
-    if not splits:
-        raise ValueError(f"prompt_splits is empty; use any of {', '.join(PPO_PROMPT_SPLITS)}")
-    return [prompt for name in splits for prompt in load_split(name)["prompt"]]
+    return training_prompts(splits, "PPOConfig.prompt_splits")
 
 
 @dataclass

@@ -23,7 +23,7 @@ from ..losses import ranking_loss
 from ..models.heads import RewardModel, normalise_reward
 from ..models.loading import SHIPPED, load_base
 from ..models.sequences import sample_responses, tokenize_prompts, tokenize_responses
-from ..world.data import load_split
+from ..world.data import load_split, training_prompts
 from ..world.labeler import SimulatedLabeler
 from . import provenance
 from .sft import SFTConfig, load_or_train_sft, sft_checkpoint
@@ -44,6 +44,9 @@ class RewardConfig:
     batch_size: int = 8          # rankings per step, each with all its C(K,2) pairs
     lr: float = 3e-4
     heldout_fraction: float = 0.15  # RM prompts kept out of training, for the held-out accuracy
+    prompt_splits: tuple[str, ...] = ("rm",)  # whose prompts are ranked; ("rm", "sft", "ppo"), every training
+                                 # prompt, covers more of the world's subjects: on dev the RM came within 2.7 points
+                                 # of a second labeler instead of 7.7, in twice the time (README, "What you will see")
     seed: int = 0
 
 
@@ -201,10 +204,12 @@ def build_reward_model(sft_model, tokenizer, config: RewardConfig = RewardConfig
     """Collect comparisons, train the RM from the SFT model's weights, normalise it.
 
     The K responses per prompt come from `comparison_sources` (the SFT model, some of its answers sharper, and the
-    base model); the prompts are the `rm` split's unless `prompts` are given (a short run on a few). Returns
-    (reward_model, log, comparisons).
+    base model); the prompts are those of `config.prompt_splits` (the `rm` split's) unless `prompts` are given (a
+    short run on a few). Returns (reward_model, log, comparisons).
     """
-    prompts = list(load_split("rm")["prompt"]) if prompts is None else list(prompts)
+    if prompts is None:
+        prompts = training_prompts(config.prompt_splits, "RewardConfig.prompt_splits")
+    prompts = list(prompts)
     if not prompts:
         raise ValueError("build_reward_model got no prompts to rank: pass a non-empty list, or prompts=None for the "
                          "rm split")
@@ -223,10 +228,11 @@ def build_reward_model(sft_model, tokenizer, config: RewardConfig = RewardConfig
 
 
 def reward_provenance(base: str = "tiny", config: RewardConfig = RewardConfig()) -> dict:
-    """What makes a reward model (see `stages.provenance`): its config, the RM prompts, the demonstrations that set
+    """What makes a reward model (see `stages.provenance`): its config, the prompts it ranks, the demonstrations that set
     its bias, the SFT model it starts from (runs/sft-{base} as it is now) and the base model that writes some
     answers."""
-    return provenance.expected("rm", config, data=["rm.jsonl", "sft.jsonl"],
+    ranked = [f"{name}.jsonl" for name in config.prompt_splits if name != "sft"]
+    return provenance.expected("rm", config, data=ranked + ["sft.jsonl"],
                                parents={"SFT model": provenance.identity(sft_checkpoint(base)),
                                         "base model": provenance.identity(SHIPPED.get(base, base))})
 

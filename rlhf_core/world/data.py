@@ -18,6 +18,8 @@ COLUMNS = {
     "dev": ("prompt", "family"),
     "eval": ("prompt", "family"),
 }
+TRAINING_PROMPT_SPLITS = ("ppo", "rm", "sft")  # every split whose prompts a model may learn from
+HELD_OUT_SPLITS = ("dev", "eval")               # where the models are measured: never trained on
 PRETRAIN_HELDOUT_FRACTION = 0.02  # the corpus's last documents: no shipped model trained on them
 _REGENERATE = "Regenerate the data with `python -m rlhf_core.world --out data`."
 
@@ -70,6 +72,21 @@ def load_split(name: str, data_dir: str | Path = DATA_DIR):
         raise ValueError(f"unknown split {name!r}; choose one of {', '.join(SPLITS)}")
     records = read_jsonl(Path(data_dir) / f"{name}.jsonl", required=COLUMNS[name])
     return Dataset.from_list(records)
+
+
+def training_prompts(splits: Sequence[str], setting: str = "prompt_splits") -> list[str]:
+    """Every prompt of `splits`, in file order: the prompts a stage learns from (`setting` names its config field).
+
+    Refuses dev and eval, whose prompts measure the models and must never be trained on, and an empty choice.
+    """
+    splits = tuple(splits)
+    held_out = [name for name in splits if name in HELD_OUT_SPLITS]
+    if held_out:
+        raise ValueError(f"{setting} {splits} includes {', '.join(held_out)}: those prompts measure the models and "
+                         f"must never be trained on; use any of {', '.join(TRAINING_PROMPT_SPLITS)}")
+    if not splits:
+        raise ValueError(f"{setting} is empty; use any of {', '.join(TRAINING_PROMPT_SPLITS)}")
+    return [prompt for name in splits for prompt in load_split(name)["prompt"]]
 
 
 def split_corpus(texts: list[str], heldout_fraction: float) -> tuple[list[str], list[str]]:

@@ -211,8 +211,8 @@ def build_reward_model(sft_model, tokenizer, config: RewardConfig = RewardConfig
         prompts = training_prompts(config.prompt_splits, "RewardConfig.prompt_splits")
     prompts = list(prompts)
     if not prompts:
-        raise ValueError("build_reward_model got no prompts to rank: pass a non-empty list, or prompts=None for the "
-                         "rm split")
+        raise ValueError("build_reward_model got no prompts to rank: pass a non-empty list, or prompts=None for those "
+                         "of RewardConfig.prompt_splits")
     models = comparison_sources(sft_model, base_model, config)
     labeler = labeler or SimulatedLabeler(seed=derive_seed(config.seed, "ranking_labeler"))
     comparisons = collect_comparisons(models, tokenizer, prompts, labeler, temperature=config.temperature,
@@ -228,9 +228,9 @@ def build_reward_model(sft_model, tokenizer, config: RewardConfig = RewardConfig
 
 
 def reward_provenance(base: str = "tiny", config: RewardConfig = RewardConfig()) -> dict:
-    """What makes a reward model (see `stages.provenance`): its config, the prompts it ranks, the demonstrations that set
-    its bias, the SFT model it starts from (runs/sft-{base} as it is now) and the base model that writes some
-    answers."""
+    """What makes a reward model (see `stages.provenance`): its config, the prompts it ranks, the demonstrations
+    that set its bias, the SFT model it starts from (runs/sft-{base} as it is now) and the base model that writes
+    some answers."""
     ranked = [f"{name}.jsonl" for name in config.prompt_splits if name != "sft"]
     return provenance.expected("rm", config, data=ranked + ["sft.jsonl"],
                                parents={"SFT model": provenance.identity(sft_checkpoint(base)),

@@ -267,8 +267,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="skip the PPO run against the labeler itself (the ceiling)")
     parser.add_argument("--no-beyond-ppo", action="store_true", help="skip DPO and the critic-free RLOO run")
     parser.add_argument("--rm-prompt-splits", default=None,
-                        help='override RewardConfig.prompt_splits: the splits whose prompts are ranked, e.g. '
-                             '"ppo,rm,sft" (every training prompt, in the order PPO reads them)')
+                        help='override RewardConfig.prompt_splits (default: every training prompt, "ppo,rm,sft"): '
+                             'the splits whose prompts are ranked, e.g. "rm" for the rm split alone')
     parser.add_argument("--summary", default=None,
                         help="also write the results without samples and histories to this file (data/results/)")
     args = parser.parse_args(argv)

@@ -328,11 +328,11 @@ def test_pipeline_command_line_picks_the_comparisons(monkeypatch, tmp_path):
     pipeline.main(["--out", "x", "--seed", "4", "--summary", str(tmp_path / "results" / "seed-4.json")])
     pipeline.main(["--out", "y", "--model", "gpt2", "--ptx-run-coef", "0"])
     pipeline.main(["--out", "z", "--small-model", "none", "--no-perfect-reward", "--no-beyond-ppo"])
-    pipeline.main(["--out", "w", "--rm-prompt-splits", "rm, sft,ppo"])
+    pipeline.main(["--out", "w", "--rm-prompt-splits", "rm, sft"])
     summary = json.loads((tmp_path / "results" / "seed-4.json").read_text())
     assert summary == {"gold_score": {"ppo": 8.0}, "torch_threads": 1}, "no samples, no histories, the rest whole"
-    (tiny, _), (gpt2, _), (no_small, _), (every_prompt, _) = seen
-    assert tiny.reward.prompt_splits == ("rm",) and every_prompt.reward.prompt_splits == ("rm", "sft", "ppo")
+    (tiny, _), (gpt2, _), (no_small, _), (fewer_prompts, _) = seen
+    assert tiny.reward.prompt_splits == ("ppo", "rm", "sft") and fewer_prompts.reward.prompt_splits == ("rm", "sft")
     with pytest.raises(ValueError, match="--rm-prompt-splits .* includes eval: .* never be trained on"):
         pipeline.main(["--out", "v", "--rm-prompt-splits", "rm,eval"])
     assert len(seen) == 4, "a held-out split is refused before anything runs"

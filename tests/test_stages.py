@@ -142,14 +142,14 @@ def test_the_reward_model_ranks_the_prompts_of_its_configured_splits(tiny, monke
         with pytest.raises(InterruptedError):
             build_reward_model(model, tok, RewardConfig(prompt_splits=splits))
         assert ranked.pop() == [p for name in splits for p in load_split(name)["prompt"]]
-    assert RewardConfig().prompt_splits == ("rm",), "the default ranks the rm split's prompts"
+    assert RewardConfig().prompt_splits == ("ppo", "rm", "sft"), "the default ranks every training prompt"
     with pytest.raises(ValueError, match="RewardConfig.prompt_splits .* includes dev: .* never be trained on"):
         build_reward_model(model, tok, RewardConfig(prompt_splits=("rm", "dev")))
     assert not ranked, "nothing is ranked before the check"
     # the reward model's record names every file its rankings' prompts came from, the demonstrations once
-    assert list(reward.reward_provenance("tiny")["data"]) == ["rm.jsonl", "sft.jsonl"]
-    every = reward.reward_provenance("tiny", RewardConfig(prompt_splits=("rm", "sft", "ppo")))
-    assert list(every["data"]) == ["rm.jsonl", "ppo.jsonl", "sft.jsonl"]
+    assert list(reward.reward_provenance("tiny")["data"]) == ["ppo.jsonl", "rm.jsonl", "sft.jsonl"]
+    rm_only = reward.reward_provenance("tiny", RewardConfig(prompt_splits=("rm",)))
+    assert list(rm_only["data"]) == ["rm.jsonl", "sft.jsonl"]
 
 
 def test_split_heldout_keeps_every_round_of_a_prompt_on_one_side():

@@ -78,7 +78,7 @@ class PPOConfig:
     value_coef: float = 0.5        # the critic's loss is scaled by this before its gradient clip (see value_step)
     gamma: float = 1.0             # no discount (InstructGPT App. C.4)
     lam: float = 0.95              # GAE λ (Ziegler et al. 2019)
-    init_kl_coef: float = 0.2      # β at the start (InstructGPT: 0.02, with a far better reward model)
+    init_kl_coef: float = 0.1      # β at the start (InstructGPT: 0.02, with a far better reward model)
     adaptive_kl: bool = True       # adaptive controller (Ziegler et al.) or a fixed β
     kl_target: float = 1.0         # nats per response: our answers are ~10 tokens (Ziegler et al.: 6 nats)
     kl_horizon: int = 2000         # β moves by at most ±20 % per `kl_horizon` episodes (Ziegler et al.: 10 000)

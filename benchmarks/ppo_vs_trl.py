@@ -20,15 +20,16 @@ gradients are on — the PPO epochs' passes, padding included (a forward pre-hoo
 scoring run without gradients on both sides) — and the script prints their ratio: at `small`, where both sides
 pay about the same per token, the two ratios come out close.
 
-What is the same: the shipped base model (load_base) as policy and as frozen reference; the PPO prompts,
-tokenised without special tokens and left-padded; 64 episodes per rollout, generated as one batch; minibatches
-of 16 episodes, one gradient step each; 4 PPO epochs (16 gradient steps per iteration); at most 32 new tokens,
-stopping at EOS; temperature 1 (pure sampling, no top-k/top-p); a fixed KL coefficient β = 0.2 (the course's
-initial β; its adaptive controller is switched off) with the k1 estimator; missing-EOS penalty 1; clip ranges
-0.2 and 0.2; value-loss weight 0.5; γ = 1, λ = 0.95; whitened advantages; policy learning rate 1e-5; float32 on
-the CPU, no gradient checkpointing, dropout off. The reward model is `RewardModel.from_causal_lm(policy)` and
-TRL's is a GPT2ForSequenceClassification (num_labels=1) holding the same body and head weights; both value
-models are that body with the head at V = 0 (the course's default critic).
+What is the same: the shipped base model (load_base) as policy and as frozen reference; the PPO prompts, tokenised
+without special tokens and left-padded; 64 episodes per rollout, generated as one batch; minibatches of 16
+episodes, one gradient step each; 4 PPO epochs (16 gradient steps per iteration); at most 32 new tokens, stopping
+at EOS; temperature 1 (pure sampling, no top-k/top-p); a fixed KL coefficient β = 0.2 (the adaptive controller
+switched off; the course's initial β until 2026-12-03, now 0.1, kept so that the figures compare with earlier
+runs) with the k1 estimator; missing-EOS penalty 1; clip ranges 0.2 and 0.2; value-loss weight 0.5; γ = 1, λ = 0.95;
+whitened advantages; policy learning rate 1e-5; float32 on the CPU, no gradient checkpointing, dropout off. The
+reward model is `RewardModel.from_causal_lm(policy)` and TRL's is a GPT2ForSequenceClassification (num_labels=1)
+holding the same body and head weights; both value models are that body with the head at V = 0 (the course's default
+critic).
 
 What differs, and could not be made equal: TRL trains policy and critic with one AdamW (one learning rate, 1e-5,
 for both; constant schedule) on the summed loss, and does not clip gradients; rlhf_core has two Adam optimizers

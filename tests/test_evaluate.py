@@ -266,9 +266,10 @@ def test_pipeline_runs_every_stage_and_writes_the_results(tmp_path, monkeypatch)
     import rlhf_core.stages.reward
     from rlhf_core.pipeline import PipelineConfig, run_pipeline
 
-    # The wiring, not the numbers: a fifth of the RM prompts and of the held-out pretraining text.
-    rm_split = load_split("rm").select(range(60))
-    monkeypatch.setattr(rlhf_core.stages.reward, "load_split", lambda name: rm_split if name == "rm" else load_split(name))
+    # The wiring, not the numbers: 60 prompts ranked (a tenth of the training prompts), a fifth of the held-out
+    # pretraining text.
+    ranked = list(load_split("rm")["prompt"])[:60]
+    monkeypatch.setattr(rlhf_core.stages.reward, "training_prompts", lambda splits, setting="": ranked)
     tax_texts = rlhf_core.evaluate.heldout_pretrain_texts()[:100]
     monkeypatch.setattr(rlhf_core.evaluate, "heldout_pretrain_texts", lambda: tax_texts)
     config = PipelineConfig().with_seed(3)  # any seed, not only the default

@@ -14,7 +14,8 @@ from rlhf_core.stages.reward import RewardConfig, load_or_train_reward_model
 from rlhf_core.stages.sft import SFTConfig, load_or_train_sft
 
 TINY_SFT = SFTConfig(epochs=1, batch_size=64)
-TINY_RM = RewardConfig(k=2, k_from_base=0, k_sharp=0, rounds=1, epochs=1, batch_size=64, max_new_tokens=8)
+TINY_RM = RewardConfig(k=2, k_from_base=0, k_sharp=0, rounds=1, epochs=1, batch_size=64, max_new_tokens=8,
+                       prompt_splits=("rm",))
 TINY_PPO = PPOConfig(iterations=1, batch_size=4, minibatch_size=4, ppo_epochs=1, max_new_tokens=8)
 
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from rlhf_core import SimulatedLabeler, load_base, load_split
+from rlhf_core import SimulatedLabeler, find_task, load_base, load_split
 from rlhf_core.stages import reward
 from rlhf_core.models.sequences import sample_responses
 from rlhf_core.models.heads import RewardModel, ValueModel, score_texts
@@ -18,6 +18,7 @@ from rlhf_core.stages.reward import (RewardConfig, build_reward_model, collect_c
 from rlhf_core.models.sequences import Rollout, generate
 from rlhf_core.stages.sft import SFTConfig, batch_sft_loss, sft_batch, train_sft
 from rlhf_core.world.corpus import flawed_response, padded_response, terse_response
+from rlhf_core.world.data import training_prompts
 from rlhf_core.world.tasks import all_tasks, ideal_response
 
 
@@ -230,6 +231,47 @@ def test_fresh_rounds_of_rankings_teach_the_labelers_style_better_than_passes_ov
 
     one, four = share(rounds=1, epochs=8), share(rounds=4, epochs=2)
     assert four > 0.85 and four > one + 0.15, (one, four)
+
+
+def test_a_reward_model_learns_a_subjects_fact_from_rankings_about_that_subject(tiny, sft_tiny):
+    """The lever of RewardConfig.prompt_splits: which prompts are ranked. The subjects of the training prompts'
+    factual questions (a country's capital, an animal's sound, a word's opposite, a thing's colour) are dealt into two
+    halves; two reward models from the same SFT model, with the same number of rankings and steps, rank 80 prompts
+    about one half each. Each is then asked, on the held-out dev and eval questions about each half, whether the right
+    statement outscores a wrong one. Own half minus other half, averaged over both models: seeds 0-4 gave 0.21, 0.12,
+    0.14, 0.17 and 0.19 (2 rounds, one thread; 0.19, 0.26, 0.18, 0.24 and 0.01 with 4 rounds): a fact is learned from
+    rankings about it, which is why the course ranks every training prompt, not only the rm split's."""
+    base, tok = tiny
+    facts, tasks = ("capital", "sound", "opposite", "colour"), all_tasks()
+
+    def subject(prompt):
+        task = find_task(prompt)
+        return task.family, task.subject
+
+    train = [p for p in training_prompts(("ppo", "rm", "sft")) if find_task(p).family in facts]
+    subjects = sorted({subject(p) for p in train})
+    random.Random(0).shuffle(subjects)
+    halves = (set(subjects[::2]), set(subjects[1::2]))
+    held_out = [p for split in ("dev", "eval") for p in load_split(split)["prompt"] if find_task(p).family in facts]
+
+    def right_beats_wrong(reward_model, half):  # share of held-out questions about `half` where the fact wins
+        prompts = [p for p in held_out if subject(p) in half]
+        rng = random.Random(1)
+        right = [ideal_response(find_task(p), rng) for p in prompts]
+        wrong = [flawed_response(find_task(p), "wrong_fact", rng, tasks) for p in prompts]
+        return (score_texts(reward_model, tok, prompts, right) > score_texts(reward_model, tok, prompts, wrong)
+                ).float().mean().item()
+
+    share = {}
+    for i, half in enumerate(halves):
+        config = RewardConfig(k=4, k_from_base=1, k_sharp=0, rounds=2, epochs=2, heldout_fraction=0.0,
+                              max_new_tokens=24, seed=0)
+        prompts = [p for p in train if subject(p) in half][:80]
+        reward_model, _, comparisons = build_reward_model(sft_tiny, tok, config, base, progress=False, prompts=prompts)
+        assert len(comparisons) == 160, "the same number of rankings for both halves"
+        share[i] = [right_beats_wrong(reward_model, judged) for judged in halves]
+    own, other = (share[0][0] + share[1][1]) / 2, (share[0][1] + share[1][0]) / 2
+    assert share[0][0] > share[1][0] and share[1][1] > share[0][1] and own > other + 0.1, share
 
 
 class LengthPenalty(nn.Module):

@@ -18,7 +18,7 @@ from rlhf_core.stages.reward import (RewardConfig, build_reward_model, collect_c
 from rlhf_core.models.sequences import Rollout, generate
 from rlhf_core.stages.sft import SFTConfig, batch_sft_loss, sft_batch, train_sft
 from rlhf_core.world.corpus import flawed_response, padded_response, terse_response
-from rlhf_core.world.data import training_prompts
+from rlhf_core.world.data import TRAINING_PROMPT_SPLITS, training_prompts
 from rlhf_core.world.tasks import all_tasks, ideal_response
 
 
@@ -248,7 +248,7 @@ def test_a_reward_model_learns_a_subjects_fact_from_rankings_about_that_subject(
         task = find_task(prompt)
         return task.family, task.subject
 
-    train = [p for p in training_prompts(("ppo", "rm", "sft")) if find_task(p).family in facts]
+    train = [p for p in training_prompts(TRAINING_PROMPT_SPLITS) if find_task(p).family in facts]
     subjects = sorted({subject(p) for p in train})
     random.Random(0).shuffle(subjects)
     halves = (set(subjects[::2]), set(subjects[1::2]))

@@ -107,7 +107,8 @@ def test_score_ranking_reads_each_prompt_once_and_matches_scoring_each_answer_al
 
     torch.testing.assert_close(shared, torch.stack(alone).detach(), atol=1e-5, rtol=1e-5)
     for p, g in zip(reward_model.parameters(), shared_grads):
-        torch.testing.assert_close(g, p.grad, atol=1e-5, rtol=1e-4)
+        # float32 sums taken in another order (other batch shapes) differ by ~1e-4 of a gradient's largest entry
+        torch.testing.assert_close(g, p.grad, atol=1e-4 * p.grad.abs().max().item(), rtol=1e-4)
     with pytest.raises(ValueError, match="same number of answers"):
         reward_model.score_ranking(query_ids, query_mask, response_ids[:8], response_mask[:8])
 

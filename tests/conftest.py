@@ -44,8 +44,9 @@ def run_notebook():
 # small: a tiny-model PPO iteration is only 1.3x faster on 2 threads than on 1, so two one-thread workers finish the
 # suite sooner than one two-thread process. The notebooks that make and reuse the checkpoints (02 SFT -> 03 reward
 # model -> 04 PPO -> 05, 06) run in order on one worker, so none trains a model another is still training;
-# everything else (the unit tests, 00, 01, 07, the browser test) runs in order on the other. 07 needs only the SFT
-# model and the reward model: it waits until notebook 03 has saved them (`pytest_runtest_setup`). The chain is the
+# everything else (the unit tests, 00, 01, 07, the browser test) runs in order on the other. 07 loads the SFT model
+# and the reward model, and reads back notebook 04's PPO run: before the cell that loads each, it waits until the chain
+# has saved it (`pytest_runtest_setup`), as a run in one process would find them. The chain is the
 # longer side, so the other worker first trains the one model of the chain that depends on nothing the chain makes,
 # the `small` SFT model notebook 05 compares with, which notebook 05 then loads (`PREPARES`). The workers start
 # only where this file is loaded (the whole suite, or unit tests): a run of notebooks alone stays in one process,
@@ -75,12 +76,12 @@ if os.environ.get("PYTEST_XDIST_WORKER") and not os.environ.get("RLHF_THREADS"):
     set_threads()
 
 
-# a notebook of the "rest" worker -> the chain's checkpoint it loads, and waits for
-WAITS_FOR = {"notebooks/07_beyond_ppo.ipynb": "rm"}
+# a notebook of the "rest" worker -> {the call in its code that loads a checkpoint of the chain: that checkpoint}
+WAITS_FOR = {"notebooks/07_beyond_ppo.ipynb": {"load_or_train_reward_model(": "rm", "load_ppo_run(": "ppo"}}
 # a notebook of the chain -> the base whose SFT model the "rest" worker trains for it, before its own first test
 PREPARES = {"notebooks/05_evaluation.ipynb": "small"}
 SESSION_START = time.time()  # this process's start: a checkpoint saved since was saved by this run
-_waited: set[str] = set()
+_waited: set = set()  # notebooks of PREPARES, and (notebook, stage) of WAITS_FOR, already waited for
 _both_sides: bool | None = None  # does this run hold both workers' sides? (set at the first test)
 
 
@@ -132,9 +133,9 @@ def pytest_runtest_setup(item):
     """Only under the two workers and only where the run holds both sides (a run without the chain, or without the
     other side, goes on as it would alone: each notebook loads what is there and trains what is not):
     - before the "rest" worker's first test: train the SFT models `PREPARES` names (one minute for `small`);
-    - before notebook 07's first cell, on that worker: wait, up to 15 minutes, for the reward model (and so the SFT
-      model before it) that notebook 03 saves on the chain, as a run in one process would find them, rather than
-      train a second copy beside it;
+    - before the cell of notebook 07 that loads the reward model (and so the SFT model saved before it), and before
+      the one that reads back notebook 04's PPO run, on that worker: wait, up to 15 minutes each, until the chain has
+      saved it, as a run in one process would find them, rather than train a second copy beside it;
     - before notebook 05's first cell, on the chain: wait, up to 15 minutes, until the other worker has its `small`
       SFT model ready (it is long before: the chain reaches 05 after 02, 03 and 04).
     A notebook whose wait runs out trains what it does not find."""
@@ -155,8 +156,11 @@ def pytest_runtest_setup(item):
     if path in WAITS_FOR:
         from rlhf_core.common.paths import run_path
 
-        _waited.add(path)
-        wait_for_checkpoint(run_path(WAITS_FOR[path]), SESSION_START, timeout=900)
+        source = getattr(getattr(item, "cell", None), "source", "")  # an nbval item's cell; "" for any other item
+        for call, stage in WAITS_FOR[path].items():
+            if call in source and (path, stage) not in _waited:
+                _waited.add((path, stage))
+                wait_for_checkpoint(run_path(stage), SESSION_START, timeout=900)
     elif path in PREPARES:
         _waited.add(path)
         wait_for_prepared(PREPARES[path], run_id, timeout=900)

@@ -1,12 +1,15 @@
 """Checkpoints know what made them: the loaders reuse runs/ only for the same settings, and an interrupted
 training leaves runs/ as it was. Real (tiny) runs of every stage, in a runs/ folder of the test's own."""
+import copy
 import hashlib
 import json
 import shutil
 
 import pytest
+import torch
 
 from rlhf_core.common import paths
+from rlhf_core import SimulatedLabeler
 from rlhf_core.common.paths import run_path
 from rlhf_core.stages import ppo, provenance, reward, sft
 from rlhf_core.stages.ppo import PPOConfig, load_or_train_ppo
@@ -165,3 +168,40 @@ def test_an_interrupted_training_leaves_runs_as_it_was_and_the_next_call_trains(
     assert trained == [stage]
     other()
     assert trained == [stage], "the checkpoint trained after the interruption was not reused"
+
+
+def test_a_saved_ppo_run_reads_back_as_the_policies_and_history_training_gives(runs):
+    """Notebook 04 saves its PPO run with copies of the policy on the way; notebook 07 reads it back instead of training
+    the same run again, so each copy must be the policy a run trained the way notebook 07 trains — in segments, after
+    other draws from torch's global generator, with a critic and a labeler of its own — has at that iteration."""
+    config = PPOConfig(**{**TINY_PPO.__dict__, "iterations": 3})
+    sft_model, tokenizer = load_or_train_sft("tiny", TINY_SFT, progress=False)
+    reward_model = load_or_train_reward_model("tiny", TINY_RM, progress=False, sft_config=TINY_SFT)
+    first = ppo.PPOTrainer(copy.deepcopy(sft_model), tokenizer, reward_model, config, ref_model=sft_model)
+    snapshots = {}
+    history = first.train(progress=False, callback=lambda i, metrics, samples: snapshots.update(
+        {i + 1: copy.deepcopy(first.policy)} if i + 1 in (1, 2) else {}))
+    ppo.save_ppo(first.policy, tokenizer, "tiny", config, history=history, snapshots=snapshots)
+
+    policies, saved_history = ppo.load_ppo_run("tiny", config, [1, 2, 3])
+    torch.manual_seed(123)
+    torch.rand(5)
+    second = ppo.PPOTrainer(copy.deepcopy(sft_model), tokenizer, reward_model, config, ref_model=sft_model,
+                            value_model=ppo.initial_value_model(reward_model, config), labeler=SimulatedLabeler(seed=7))
+    trained = {}
+    for stop in (1, 2, 3):
+        for key, values in second.train(stop - second.iteration, progress=False).items():
+            trained.setdefault(key, []).extend(values)
+        assert sorted(policies) == [1, 2, 3]
+        weights, expected = policies[stop].state_dict(), second.policy.state_dict()
+        assert weights.keys() == expected.keys() and all(torch.equal(weights[k], expected[k]) for k in weights), stop
+    assert not torch.equal(policies[1].state_dict()["transformer.ln_f.weight"],
+                           policies[3].state_dict()["transformer.ln_f.weight"])  # the copies are of different moments
+    assert saved_history.keys() == trained.keys() - {"samples"}
+    assert all(saved_history[k] == trained[k] for k in saved_history if k != "time/iteration")
+
+    # What it does not give back: a run with other settings, an iteration it kept no copy of, a run without its history.
+    assert ppo.load_ppo_run("tiny", PPOConfig(**{**config.__dict__, "seed": 1}), [1]) is None
+    assert ppo.load_ppo_run("tiny", config, [3]) is not None and ppo.load_ppo_run("tiny", config, [1, 4]) is None
+    ppo.save_ppo(first.policy, tokenizer, "tiny", config)
+    assert ppo.load_ppo_run("tiny", config, [3]) is None

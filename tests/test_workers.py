@@ -46,10 +46,35 @@ def test_the_other_worker_runs_the_unit_tests_and_the_notebooks_that_only_load()
 
 
 def test_a_notebook_of_the_other_worker_waits_only_for_what_it_loads():
-    for path, stage in WAITS_FOR.items():
+    for path, waits in WAITS_FOR.items():
         assert suite_group(f"{path}::Cell 0") == "rest"
-        loads = set(re.findall(r"load_or_train_(\w+)\(", code_of(Path(__file__).resolve().parent.parent / path)))
-        assert stage == "rm" and loads == {"sft", "reward_model"}  # the reward model is saved after the SFT model
+        code = code_of(Path(__file__).resolve().parent.parent / path)
+        assert set(re.findall(r"load_or_train_(\w+)\(", code)) == {"sft", "reward_model"}
+        # the reward model is saved after the SFT model; notebook 04's PPO run after both
+        assert waits == {"load_or_train_reward_model(": "rm", "load_ppo_run(": "ppo"}
+        assert all(call in code for call in waits)
+
+
+def test_the_other_worker_waits_before_the_cell_that_loads_a_checkpoint_and_only_once(monkeypatch):
+    """pytest_runtest_setup on the "rest" worker: notebook 07 waits for runs/rm-tiny before the cell that loads the
+    reward model, for runs/ppo-tiny before the one that reads back notebook 04's run, and at no other cell."""
+    from rlhf_core.common.paths import run_path
+
+    monkeypatch.setenv("PYTEST_XDIST_WORKER", "gw1")
+    monkeypatch.setattr(conftest, "_both_sides", True)
+    monkeypatch.setattr(conftest, "_waited", set())
+    waited = []
+    monkeypatch.setattr(conftest, "wait_for_checkpoint", lambda folder, since, timeout: waited.append(folder.name))
+    notebook = "notebooks/07_beyond_ppo.ipynb"
+    cells = ["import torch", "rm = load_or_train_reward_model('tiny')", "x = 1",
+             "saved = load_ppo_run('tiny', config, [15])", "again = load_ppo_run('tiny')"]
+    seen = []
+    for i, source in enumerate(cells):
+        item = SimpleNamespace(nodeid=f"{notebook}::Cell {i}", cell=SimpleNamespace(source=source),
+                               config=SimpleNamespace(workerinput={"testrunuid": "run"}))
+        conftest.pytest_runtest_setup(item)
+        seen.append(list(waited))
+    assert seen == [[], [run_path("rm").name], [run_path("rm").name]] + [[run_path("rm").name, run_path("ppo").name]] * 2
 
 
 def test_waiting_for_a_checkpoint_ends_when_this_run_saves_it_and_not_before(tmp_path):

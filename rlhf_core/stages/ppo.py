@@ -30,8 +30,10 @@ penalty the reward-model score rises while the gold score falls — reward hacki
 from __future__ import annotations
 
 import copy
+import json
 from dataclasses import dataclass
 
+import safetensors.torch
 import torch
 
 from ..common.paths import run_path
@@ -427,12 +429,48 @@ def ppo_provenance(base: str = "tiny", config: PPOConfig = PPOConfig(), perfect_
     return provenance.expected("ppo", config, data, parents, reward="labeler" if perfect_reward else "reward model")
 
 
+RUN_FILES = ("history.json", "policy-after-{}.safetensors")  # a saved run: its metrics; the policy after i iterations
+
+
 def save_ppo(policy, tokenizer, base: str = "tiny", config: PPOConfig = PPOConfig(), name: str = "ppo",
-             perfect_reward: bool = False):
+             perfect_reward: bool = False, history: dict | None = None, snapshots: dict | None = None):
     """Save a policy trained from runs/sft-{base} and runs/rm-{base} with `config` to runs/{name}-{base}, with the
-    provenance.json that lets `load_or_train_ppo` reuse it. Returns the folder."""
-    record = ppo_provenance(base, config, perfect_reward)
-    return save_checkpoint(policy, tokenizer, run_path(name, base), extra=provenance.writer(record))
+    provenance.json that lets `load_or_train_ppo` reuse it. Returns the folder. With the run's `history` (from
+    PPOTrainer.train, less its answers) and `snapshots` ({i: a copy of the policy after i iterations}) the run goes
+    in too, for `load_ppo_run`: notebook 07 reads notebook 04's run back instead of training it again."""
+    write_record = provenance.writer(ppo_provenance(base, config, perfect_reward))
+
+    def write_run(folder) -> None:
+        if history is not None:
+            metrics = {key: values for key, values in history.items() if key != "samples"}
+            (folder / RUN_FILES[0]).write_text(json.dumps(metrics) + "\n", encoding="utf-8")
+        for i, snapshot in (snapshots or {}).items():
+            safetensors.torch.save_model(snapshot, str(folder / RUN_FILES[1].format(i)))  # tied weights stored once
+        write_record(folder)
+
+    return save_checkpoint(policy, tokenizer, run_path(name, base), extra=write_run)
+
+
+def load_ppo_run(base: str = "tiny", config: PPOConfig = PPOConfig(), iterations=(), name: str = "ppo",
+                 perfect_reward: bool = False):
+    """The run `save_ppo` kept in runs/{name}-{base}, if made with `config` from the SFT model and reward model there
+    now: ({i: the policy after i iterations} for i in `iterations`, history), else None (with a line saying why when
+    there is another run). Training with the same config gives the same weights: the trainer has its own generator."""
+    path = run_path(name, base)
+    if not provenance.reusable(path, ppo_provenance(base, config, perfect_reward), strict=True):
+        return None
+    files = {i: path / ("model.safetensors" if i == config.iterations else RUN_FILES[1].format(i)) for i in iterations}
+    history = provenance.read(path, RUN_FILES[0])
+    missing = [f.name for f in files.values() if not f.is_file()]
+    if not isinstance(history, dict) or len(history.get("iteration", [])) != config.iterations or missing:
+        print(f"{path.parent.name}/{path.name} holds the policy but not its whole run ({', '.join(missing) or RUN_FILES[0]}"
+              f" missing or incomplete): training it again")
+        return None
+    policies = {i: load_base(str(path))[0] for i in iterations}
+    for i, policy in policies.items():
+        if files[i].name != "model.safetensors":
+            safetensors.torch.load_model(policy, str(files[i]), device=str(model_device(policy)))
+    return policies, history
 
 
 def load_or_train_ppo(base: str = "tiny", config: PPOConfig | None = None, name: str = "ppo", progress: bool = True,

@@ -73,10 +73,10 @@ def writer(record: dict):
     return write
 
 
-def read(folder: str | Path) -> dict | None:
-    """The record in `folder`, or None when it has none (a checkpoint saved before checkpoints recorded it) or
-    one that is not a JSON object (edited by hand: it is written whole or not at all)."""
-    path = Path(folder) / FILE
+def read(folder: str | Path, name: str = FILE) -> dict | None:
+    """The record in `folder` (or its JSON file `name`), or None when it has none (a checkpoint saved before
+    checkpoints recorded it) or one that is not a JSON object (edited by hand: it is written whole or not at all)."""
+    path = Path(folder) / name
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):

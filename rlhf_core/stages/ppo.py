@@ -453,9 +453,9 @@ def save_ppo(policy, tokenizer, base: str = "tiny", config: PPOConfig = PPOConfi
 
 def load_ppo_run(base: str = "tiny", config: PPOConfig = PPOConfig(), iterations=(), name: str = "ppo",
                  perfect_reward: bool = False):
-    """The run `save_ppo` kept in runs/{name}-{base}, if made with `config` from the SFT model and reward model there
-    now: ({i: the policy after i iterations} for i in `iterations`, history), else None (with a line saying why when
-    there is another run). Training with the same config gives the same weights: the trainer has its own generator."""
+    """The run `save_ppo` kept in runs/{name}-{base} if made with `config` from the SFT model and reward model there now:
+    ({i: the policy after i iterations} for i in `iterations`, history); else None, with a line saying why if there is
+    another. Training again would give the same weights on the same machine and threads (the trainer's own generator)."""
     path = run_path(name, base)
     if not provenance.reusable(path, ppo_provenance(base, config, perfect_reward), strict=True):
         return None

@@ -8,8 +8,8 @@ import shutil
 import pytest
 import torch
 
-from rlhf_core.common import paths
 from rlhf_core import SimulatedLabeler
+from rlhf_core.common import paths
 from rlhf_core.common.paths import run_path
 from rlhf_core.stages import ppo, provenance, reward, sft
 from rlhf_core.stages.ppo import PPOConfig, load_or_train_ppo
@@ -184,6 +184,7 @@ def test_a_saved_ppo_run_reads_back_as_the_policies_and_history_training_gives(r
     ppo.save_ppo(first.policy, tokenizer, "tiny", config, history=history, snapshots=snapshots)
 
     policies, saved_history = ppo.load_ppo_run("tiny", config, [1, 2, 3])
+    assert sorted(policies) == [1, 2, 3]
     torch.manual_seed(123)
     torch.rand(5)
     second = ppo.PPOTrainer(copy.deepcopy(sft_model), tokenizer, reward_model, config, ref_model=sft_model,
@@ -192,7 +193,6 @@ def test_a_saved_ppo_run_reads_back_as_the_policies_and_history_training_gives(r
     for stop in (1, 2, 3):
         for key, values in second.train(stop - second.iteration, progress=False).items():
             trained.setdefault(key, []).extend(values)
-        assert sorted(policies) == [1, 2, 3]
         weights, expected = policies[stop].state_dict(), second.policy.state_dict()
         assert weights.keys() == expected.keys() and all(torch.equal(weights[k], expected[k]) for k in weights), stop
     assert not torch.equal(policies[1].state_dict()["transformer.ln_f.weight"],

@@ -34,13 +34,13 @@ from .training import gradient_step, record_step
 class RewardConfig:
     k: int = 8                   # completions ranked per prompt (InstructGPT: 4 to 9)
     k_from_base: int = 1         # how many of the K come from the base model (the rest from the SFT model)
-    rounds: int = 3              # rankings per prompt, each of K fresh answers: more labels, the RM's main lever
+    rounds: int = 5              # rankings per prompt, each of K fresh answers: more labels, the RM's main lever
     temperature: float = 1.0     # sampling temperature of the SFT model for the comparisons
     k_sharp: int = 4             # how many of the SFT answers are sampled sharper, at sharp_temperatures: without
                                  # them the RM never sees the low-temperature answers PPO learns to write
     sharp_temperatures: tuple[float, ...] = (0.7, 0.5)  # the k_sharp answers split evenly over these temperatures
     max_new_tokens: int = 32
-    epochs: int = 3              # InstructGPT: one epoch of 33k prompts; our ~1,540 training rankings need a few passes
+    epochs: int = 2              # InstructGPT: one epoch of 33k prompts; our ~2,570 training rankings need a second pass
     batch_size: int = 8          # rankings per step, each with all its C(K,2) pairs
     lr: float = 3e-4
     heldout_fraction: float = 0.15  # RM prompts kept out of training, for the held-out accuracy

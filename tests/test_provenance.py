@@ -11,8 +11,9 @@ import torch
 from rlhf_core import SimulatedLabeler
 from rlhf_core.common import paths
 from rlhf_core.common.paths import run_path
-from rlhf_core.stages import ppo, provenance, reward, sft
-from rlhf_core.stages.ppo import PPOConfig, load_or_train_ppo
+from rlhf_core.stages import ppo, ppo_runs, provenance, reward, sft
+from rlhf_core.stages.ppo import PPOConfig
+from rlhf_core.stages.ppo_runs import load_or_train_ppo
 from rlhf_core.stages.reward import RewardConfig, load_or_train_reward_model
 from rlhf_core.stages.sft import SFTConfig, load_or_train_sft
 
@@ -181,9 +182,9 @@ def test_a_saved_ppo_run_reads_back_as_the_policies_and_history_training_gives(r
     snapshots = {}
     history = first.train(progress=False, callback=lambda i, metrics, samples: snapshots.update(
         {i + 1: copy.deepcopy(first.policy)} if i + 1 in (1, 2) else {}))
-    ppo.save_ppo(first.policy, tokenizer, "tiny", config, history=history, snapshots=snapshots)
+    ppo_runs.save_ppo(first.policy, tokenizer, "tiny", config, history=history, snapshots=snapshots)
 
-    policies, saved_history = ppo.load_ppo_run("tiny", config, [1, 2, 3])
+    policies, saved_history = ppo_runs.load_ppo_run("tiny", config, [1, 2, 3])
     assert sorted(policies) == [1, 2, 3]
     torch.manual_seed(123)
     torch.rand(5)
@@ -201,7 +202,7 @@ def test_a_saved_ppo_run_reads_back_as_the_policies_and_history_training_gives(r
     assert all(saved_history[k] == trained[k] for k in saved_history if k != "time/iteration")
 
     # What it does not give back: a run with other settings, an iteration it kept no copy of, a run without its history.
-    assert ppo.load_ppo_run("tiny", PPOConfig(**{**config.__dict__, "seed": 1}), [1]) is None
-    assert ppo.load_ppo_run("tiny", config, [3]) is not None and ppo.load_ppo_run("tiny", config, [1, 4]) is None
-    ppo.save_ppo(first.policy, tokenizer, "tiny", config)
-    assert ppo.load_ppo_run("tiny", config, [3]) is None
+    assert ppo_runs.load_ppo_run("tiny", PPOConfig(**{**config.__dict__, "seed": 1}), [1]) is None
+    assert ppo_runs.load_ppo_run("tiny", config, [3]) is not None and ppo_runs.load_ppo_run("tiny", config, [1, 4]) is None
+    ppo_runs.save_ppo(first.policy, tokenizer, "tiny", config)
+    assert ppo_runs.load_ppo_run("tiny", config, [3]) is None

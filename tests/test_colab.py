@@ -5,7 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from rlhf_core.notebook.colab import SETUP_CELL, add_to_notebook, badge, colab_requirements
+from rlhf_core.notebook.colab import SETUP_CELL, add_to_notebook, badge
+from rlhf_core.notebook.colab_install import colab_requirements
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
@@ -46,3 +47,18 @@ def test_a_new_notebook_gets_the_badge_under_its_title_and_the_cell_before_its_c
     assert add_to_notebook(nb, "09_new.ipynb")
     assert "".join(nb["cells"][0]["source"]) == f"# 09 · New\n\n{badge('09_new.ipynb')}\n\nIntro.\n"
     assert "".join(nb["cells"][1]["source"]) == SETUP_CELL and nb["cells"][2]["source"] == ["import torch\n"]
+
+
+def test_the_script_colab_runs_is_there_and_runs_before_the_course_is_installed(tmp_path):
+    # the set-up cell runs `python <course>/SCRIPT` before anything is installed: the file must be where the cell
+    # says, import nothing of the course as a script, and find requirements.txt from where it lies
+    from rlhf_core.notebook import colab, colab_install
+    script = REPO / colab.SCRIPT
+    assert script.resolve() == Path(colab_install.__file__).resolve()
+    assert f"{{course}}/{colab.SCRIPT}" in SETUP_CELL
+    assert colab_install.COURSE_ROOT == REPO and (REPO / "requirements.txt").is_file()
+    probe = ("import runpy, sys; sys.modules['rlhf_core'] = None; "  # any import of the course fails
+             f"g = runpy.run_path({str(script)!r}, run_name='colab_script'); print(g['COURSE_ROOT'])")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert Path(out.stdout.strip()) == REPO

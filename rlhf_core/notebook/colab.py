@@ -1,7 +1,7 @@
 """Google Colab: the badge and the first cell of every notebook, and the installer that cell runs there.
 
 Every notebook opens with a Colab badge (in its title cell) and `SETUP_CELL`, which does nothing unless the kernel
-runs on Colab. There it clones the course and runs this file as a script (`python rlhf_core/colab.py`), which
+runs on Colab. There it clones the course and runs `colab_install.py` as a script (`SCRIPT`), which
 installs the course's requirements *except torch* — Colab's own torch build stays — and the course itself without
 its dependencies, then goes on in the course's notebooks folder. A CPU runtime is enough: the course is built for
 CPUs (on a GPU runtime its models go to the GPU: `models.loading.default_device`).
@@ -10,18 +10,18 @@ The course's address is `REPOSITORY`; a fork sets its own there and rewrites bad
 
     python -m rlhf_core.notebook.colab notebooks/
 
-Run as a script this file imports nothing of the course (it runs before the course is installed).
+The installer is a file of its own because it runs before the course is installed: it imports nothing of the course.
 """
 from __future__ import annotations
 
-import subprocess
 import sys
 from pathlib import Path
 
 from ..common.files import atomic_file
+from .colab_install import CLONE
 
 REPOSITORY = "rlhf-in-miniature/rlhf-in-miniature"   # github.com/<this>: where Colab clones the course from
-CLONE = "/content/rlhf-in-miniature"                 # where the course goes on Colab
+SCRIPT = "rlhf_core/notebook/colab_install.py"        # the installer, from the course's root: what Colab runs
 BADGE_IMAGE = "https://colab.research.google.com/assets/colab-badge.svg"
 
 SETUP_CELL = f'''# On Google Colab only: fetch the course and install it beside Colab's own torch. Anywhere else, nothing happens.
@@ -32,7 +32,7 @@ if "google.colab" in sys.modules:
     course, url = "{CLONE}", "https://github.com/{REPOSITORY}"
     if not os.path.isdir(course):
         subprocess.run(["git", "clone", "--depth", "1", url, course], check=True)
-    subprocess.run([sys.executable, f"{{course}}/rlhf_core/colab.py"], check=True)  # the requirements, less torch
+    subprocess.run([sys.executable, f"{{course}}/{SCRIPT}"], check=True)  # the requirements, less torch
     sys.path.insert(0, course)
     os.chdir(f"{{course}}/notebooks")'''
 
@@ -41,29 +41,6 @@ def badge(notebook_name: str) -> str:
     """The markdown of the "Open in Colab" badge for notebooks/<notebook_name>."""
     url = f"https://colab.research.google.com/github/{REPOSITORY}/blob/main/notebooks/{notebook_name}"
     return f"[![Open In Colab]({BADGE_IMAGE})]({url})"
-
-
-def colab_requirements(requirements: str) -> list[str]:
-    """The lines of requirements.txt that Colab needs: every pin except torch (Colab's stays) and the course's own
-    editable install (done separately, without dependencies). Comments and blank lines dropped."""
-    needed = []
-    for line in requirements.splitlines():
-        spec = line.split("#", 1)[0].strip()
-        name = spec.split("=")[0].split("<")[0].split(">")[0].split("[")[0].strip().lower()
-        if spec and name != "torch" and not spec.startswith("-e"):
-            needed.append(spec)
-    return needed
-
-
-def install(course: str | Path = CLONE) -> list[list[str]]:
-    """The pip commands that install the course at `course` on Colab, run one after the other; returns them."""
-    course = Path(course)
-    commands = [[sys.executable, "-m", "pip", "install", "-q",
-                 *colab_requirements((course / "requirements.txt").read_text(encoding="utf-8"))],
-                [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "-e", str(course)]]
-    for command in commands:
-        subprocess.run(command, check=True)
-    return commands
 
 
 def _text(source) -> str:
@@ -97,14 +74,12 @@ def add_to_notebook(nb: dict, notebook_name: str) -> bool:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """`python rlhf_core/colab.py` (on Colab: install the course); `python -m rlhf_core.notebook.colab FOLDER` (write the badge
-    and the set-up cell into every notebook of FOLDER)."""
+    """`python -m rlhf_core.notebook.colab FOLDER`: write the badge and the set-up cell into every notebook of FOLDER."""
     argv = sys.argv[1:] if argv is None else argv
-    if not argv:
-        install(Path(__file__).resolve().parent.parent)
-        return
+    if len(argv) != 1:
+        raise SystemExit("usage: python -m rlhf_core.notebook.colab FOLDER (the notebooks to give a badge and set-up "
+                         "cell); on Colab the set-up cell runs rlhf_core/notebook/colab_install.py")
     import json
-
 
     for path in sorted(Path(argv[0]).glob("*.ipynb")):
         nb = json.loads(path.read_text(encoding="utf-8"))

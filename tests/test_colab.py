@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from rlhf_core.notebook import colab, colab_install
 from rlhf_core.notebook.colab import SETUP_CELL, add_to_notebook, badge
 from rlhf_core.notebook.colab_install import colab_requirements
 
@@ -52,7 +53,6 @@ def test_a_new_notebook_gets_the_badge_under_its_title_and_the_cell_before_its_c
 def test_the_script_colab_runs_is_there_and_runs_before_the_course_is_installed(tmp_path):
     # the set-up cell runs `python <course>/SCRIPT` before anything is installed: the file must be where the cell
     # says, import nothing of the course as a script, and find requirements.txt from where it lies
-    from rlhf_core.notebook import colab, colab_install
     script = REPO / colab.SCRIPT
     assert script.resolve() == Path(colab_install.__file__).resolve()
     assert f"{{course}}/{colab.SCRIPT}" in SETUP_CELL

@@ -1,4 +1,4 @@
-"""Google Colab: the badge and the first cell of every notebook, and the installer that cell runs there.
+"""Google Colab: the badge and the first cell of every notebook (the installer that cell runs: `colab_install`).
 
 Every notebook opens with a Colab badge (in its title cell) and `SETUP_CELL`, which does nothing unless the kernel
 runs on Colab. There it clones the course and runs `colab_install.py` as a script (`SCRIPT`), which
@@ -74,7 +74,7 @@ def add_to_notebook(nb: dict, notebook_name: str) -> bool:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """`python -m rlhf_core.notebook.colab FOLDER`: write the badge and the set-up cell into every notebook of FOLDER."""
+    """`python -m rlhf_core.notebook.colab FOLDER`: write the badge and the set-up cell into each notebook of FOLDER."""
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 1:
         raise SystemExit("usage: python -m rlhf_core.notebook.colab FOLDER (the notebooks to give a badge and set-up "

@@ -180,7 +180,8 @@ def final_norm_groups(policy, config: PPOConfig) -> list[dict]:
     token by token, context by context. With these 2·d weights at a larger rate it can also learn the one global
     change a tiny model's samples need most — fewer unlikely tail tokens — in the same episodes. It is still PPO:
     the same loss, the same KL penalty; only the step size of 2·d of the policy's weights differs. For the same
-    reason the rate goes with the number of steps: halving ppo_epochs needed final_norm_lr doubled (data/results/README.md).
+    reason the rate goes with the number of steps: halving ppo_epochs needed final_norm_lr doubled
+    (data/results/README.md, the dev record).
     """
     norm = getattr(getattr(policy, "transformer", None), "ln_f", None)  # GPT-2's final layer norm
     if norm is None:

@@ -662,6 +662,28 @@ def test_the_dpo_step_benchmark_times_both_layouts(capsys):
     assert all(layout in printed for layout in ("own rows", "shared prompt", "x own rows")), printed
 
 
+def test_the_dev_lever_check_pairs_every_lever_with_the_default(tmp_path, capsys):
+    """benchmarks/dev_levers.py --quick: a row per lever, its win rates in [0, 1]; a lever that leaves the reward model
+    alone reuses the default's (no seconds, the same held-out accuracy); a lever it does not know is refused."""
+    import benchmarks.dev_levers as benchmark
+
+    out = tmp_path / "seed-0.json"
+    benchmark.main(["--seed", "0", "--quick", "--answers", "1", "--out", str(out)])
+    printed = capsys.readouterr().out
+    result = json.loads(out.read_text())
+    assert result["quick"] and set(result["levers"]) == set(benchmark.LEVERS)
+    for lever, row in result["levers"].items():
+        assert f"seed 0 {lever:>16}: vs base" in printed, printed
+        assert 0 <= row["vs_base"] <= 1 and 0 <= row["vs_sft"] <= 1 and row["kl"] == row["kl"], row  # not NaN
+        assert row["ppo_seconds"] > 0
+    default, shared = result["levers"]["default"], result["levers"]["ppo_minibatch32"]
+    assert default["rm_seconds"] > 0 and shared["rm_seconds"] == 0
+    assert shared["rm_heldout_accuracy"] == default["rm_heldout_accuracy"]
+    with pytest.raises(SystemExit):
+        benchmark.main(["--seed", "0", "--levers", "default,no_such_lever", "--out", str(out)])
+    assert "no_such_lever" in capsys.readouterr().err
+
+
 def test_the_trl_benchmark_runs_rlhf_cores_side_without_trl():
     """benchmarks/ppo_vs_trl.py: the course's side needs nothing beyond requirements.txt, and never imports trl."""
     import sys

@@ -1,0 +1,129 @@
+"""Measure settings ("levers") against the defaults on the dev split, paired, one seed per process.
+
+    RLHF_THREADS=1 python benchmarks/dev_levers.py --seed 0 --out runs/levers/seed-0.json
+
+For one seed it trains the SFT model once, then each lever's reward model and PPO run as the pipeline would
+(`rlhf_core.pipeline.run_pipeline`: the same seeds, labelers and order), sharing every stage a lever leaves alone, and
+judges base, SFT and each PPO run on the dev prompts, `--answers` sampled answers each (prompt i's j-th answer of one
+model against the j-th of the other, so every comparison is paired). It prints and writes, per lever: PPO's win over
+the base model and over SFT (ties half), gold, KL(PPO ‖ SFT) on dev, and the seconds of the reward model and of PPO.
+Tune on dev only; eval stays for the settings chosen (README, "How we measure"). Run two seeds at a time on two cores,
+each with RLHF_THREADS=1.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import dataclasses
+import json
+import math
+from pathlib import Path
+
+import torch
+
+from rlhf_core.common.files import atomic_file
+from rlhf_core.common.seeds import derive_seed
+from rlhf_core.common.timing import Stopwatch
+from rlhf_core.evaluate import judge_all, policy_kl, win_rate
+from rlhf_core.models.loading import load_base
+from rlhf_core.models.sequences import sample_responses
+from rlhf_core.stages.ppo import PPOConfig, PPOTrainer, initial_value_model
+from rlhf_core.stages.reward import RewardConfig, build_reward_model
+from rlhf_core.stages.sft import SFTConfig, train_sft
+from rlhf_core.world.data import load_split
+from rlhf_core.world.labeler import SimulatedLabeler
+
+# lever -> (the reward model's settings, PPO's settings), each a change from the defaults
+LEVERS = {
+    "default": ({}, {}),
+    "rm_batch16": ({"batch_size": 16, "lr": 3e-4 * math.sqrt(2)}, {}),  # half the steps, lr scaled by √(batch ratio)
+    "ppo_minibatch32": ({}, {"minibatch_size": 32}),                    # half the gradient steps per epoch
+}
+
+
+def dev_scores(model, tokenizer, prompts: list[str], answers: int, seed: int, judge: SimulatedLabeler) -> list[float]:
+    """Gold of `answers` sampled answers per prompt, answer-major: [answer 0 of every prompt, answer 1 of ...]."""
+    scores = []
+    for j in range(answers):
+        responses = sample_responses(model, tokenizer, prompts, seed=1000 * seed + j)  # answer j: the same draws for every model
+        scores += [judgement.gold for judgement in judge_all(prompts, responses, judge)]
+    return scores
+
+
+# --quick: a smoke run that checks the script in a minute and measures nothing
+QUICK = {"rm": {"rounds": 1, "epochs": 1}, "ppo": {"iterations": 2}, "dev_prompts": 16, "rm_prompts": 48}
+
+
+def run(seed: int, levers: list[str], answers: int, quick: bool = False) -> dict:
+    torch.manual_seed(seed)
+    prompts = list(load_split("dev")["prompt"])[:QUICK["dev_prompts"] if quick else None]
+    rm_prompts = list(load_split("rm")["prompt"])[:QUICK["rm_prompts"]] if quick else None  # None: the default's
+    judge = SimulatedLabeler(seed=derive_seed(seed, "judge"))
+    stopwatch = Stopwatch()
+    base, tokenizer = load_base("tiny")
+    sft = copy.deepcopy(base)
+    train_sft(sft, tokenizer, SFTConfig(seed=seed), progress=False)
+    sft.eval()
+    scores = {"base": dev_scores(base, tokenizer, prompts, answers, seed, judge),
+              "sft": dev_scores(sft, tokenizer, prompts, answers, seed, judge)}
+    stopwatch.lap()
+    reward_models, results = {}, {}
+    for lever in levers:
+        rm_change, ppo_change = LEVERS[lever]
+        rm_config = dataclasses.replace(RewardConfig(seed=seed), **(QUICK["rm"] if quick else {}), **rm_change)
+        key = json.dumps(rm_change, sort_keys=True)
+        rm_seconds = 0.0
+        if key not in reward_models:
+            reward_models[key] = build_reward_model(sft, tokenizer, rm_config, base_model=base,
+                                                    labeler=SimulatedLabeler(seed=derive_seed(seed, "ranking_labeler")),
+                                                    progress=False, prompts=rm_prompts)
+            rm_seconds = stopwatch.lap()
+        reward_model, rm_log, _ = reward_models[key]
+        ppo_config = dataclasses.replace(PPOConfig(seed=seed), **(QUICK["ppo"] if quick else {}), **ppo_change)
+        torch.manual_seed(seed)
+        trainer = PPOTrainer(copy.deepcopy(sft), tokenizer, reward_model, ppo_config, ref_model=sft,
+                             value_model=initial_value_model(reward_model, ppo_config),
+                             labeler=SimulatedLabeler(seed=derive_seed(seed, "ppo_labeler")))
+        trainer.train(progress=False)
+        ppo_seconds = stopwatch.lap()
+        policy = trainer.policy.eval()
+        ppo_scores = dev_scores(policy, tokenizer, prompts, answers, seed, judge)
+        results[lever] = {
+            "vs_base": win_rate(ppo_scores, scores["base"]).rate,
+            "vs_sft": win_rate(ppo_scores, scores["sft"]).rate,
+            "gold": sum(ppo_scores) / len(ppo_scores),
+            "kl": policy_kl(policy, sft, tokenizer, prompts, seed=seed),
+            "rm_heldout_accuracy": rm_log["rm/heldout_accuracy"],
+            "rm_seconds": round(rm_seconds, 1),  # 0: this lever reuses an earlier lever's reward model
+            "ppo_seconds": round(ppo_seconds, 1),
+        }
+        stopwatch.lap()
+        row = results[lever]
+        print(f"seed {seed} {lever:>16}: vs base {100 * row['vs_base']:.1f} %, vs SFT {100 * row['vs_sft']:.1f} %, "
+              f"gold {row['gold']:.2f}, KL {row['kl']:.2f}, RM acc {row['rm_heldout_accuracy']:.3f}, "
+              f"RM {row['rm_seconds']} s, PPO {row['ppo_seconds']} s", flush=True)
+    return {"seed": seed, "answers": answers, "quick": quick, "threads": torch.get_num_threads(),
+            "gold": {name: sum(s) / len(s) for name, s in scores.items()}, "levers": results}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seed", type=int, required=True)
+    parser.add_argument("--levers", default=",".join(LEVERS), help=f"comma-separated, of {', '.join(LEVERS)}")
+    parser.add_argument("--answers", type=int, default=4, help="sampled answers per dev prompt and model")
+    parser.add_argument("--out", required=True, help="the JSON file to write")
+    parser.add_argument("--quick", action="store_true", help="a smoke run in a minute: checks the script, measures "
+                        "nothing (1 round of rankings of 48 prompts, 1 epoch, 2 PPO iterations, 16 dev prompts)")
+    args = parser.parse_args(argv)
+    levers = args.levers.split(",")
+    unknown = sorted(set(levers) - set(LEVERS))
+    if unknown:
+        parser.error(f"unknown lever(s) {unknown}: choose from {sorted(LEVERS)}")
+    result = run(args.seed, levers, args.answers, args.quick)
+    out = Path(args.out)
+    with atomic_file(out) as file:
+        file.write(json.dumps(result, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()

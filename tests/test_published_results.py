@@ -98,3 +98,30 @@ def test_published_results_say_how_to_remake_a_missing_or_broken_file(tmp_path):
     (tmp_path / "seed-0.json").write_text(json.dumps({"config": {"seed": 0}, "gold_score": {}}))
     with pytest.raises(ValueError, match=re.escape("missing ['win_rate', 'kl']")):
         published_results(folder=tmp_path)
+
+
+def test_the_dev_lever_table_is_the_committed_runs():
+    """data/results/README.md, *Two speed levers that are not faster*: each row's means over the seeds in
+    data/results/dev-levers/ (written by benchmarks/dev_levers.py), as the table prints them."""
+    folder = README.parent / "data" / "results" / "dev-levers"
+    runs = [json.loads(path.read_text()) for path in sorted(folder.glob("seed-*.json"))]
+    assert sorted(run["seed"] for run in runs) == [0, 1, 2, 3] and not any(run.get("quick") for run in runs)  # (made before --quick)
+    assert all(run["answers"] == 4 and run["threads"] == 1 for run in runs)
+    text = (folder.parent / "README.md").read_text(encoding="utf-8")
+    labels = {"default": "default", "rm_batch16": "reward model, batch 16 at lr 4.2e-4",
+              "ppo_minibatch32": "PPO minibatch 32"}
+    for lever, label in labels.items():
+        rows = [run["levers"][lever] for run in runs]
+
+        def mean(key):
+            return sum(row[key] for row in rows) / len(rows)
+
+        def percent(key):
+            low, high = min(row[key] for row in rows), max(row[key] for row in rows)
+            return f"{100 * mean(key):.1f} % ({100 * low:.1f}–{100 * high:.1f})"
+
+        cells = f"| {label} | {percent('vs_base')} | {percent('vs_sft')} | {mean('gold'):.2f} | {mean('kl'):.2f} |"
+        assert cells in text, cells
+    default = [run["levers"]["default"]["ppo_seconds"] for run in runs]
+    wider = [run["levers"]["ppo_minibatch32"]["ppo_seconds"] for run in runs]
+    assert f"{sum(wider) / sum(default):.2f}× as long" in text and all(w > d for w, d in zip(wider, default))

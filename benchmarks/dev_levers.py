@@ -7,8 +7,9 @@ For one seed it trains the SFT model once, then each lever's reward model and PP
 judges base, SFT and each PPO run on the dev prompts, `--answers` sampled answers each (prompt i's j-th answer of one
 model against the j-th of the other, so every comparison is paired). It prints and writes, per lever: PPO's win over
 the base model and over SFT (ties half), gold, KL(PPO ‖ SFT) on dev, and the seconds of the reward model and of PPO.
-Tune on dev only; eval stays for the settings chosen (README, "How we measure"). Run two seeds at a time on two cores,
-each with RLHF_THREADS=1.
+Tune on dev only; eval stays for the settings chosen (README, "How we measure"): `--eval` judges the default's run on
+the eval prompts too, in the same way, to see whether dev and eval agree. Run two seeds at a time on two cores, each
+with RLHF_THREADS=1.
 """
 from __future__ import annotations
 
@@ -54,9 +55,10 @@ def dev_scores(model, tokenizer, prompts: list[str], answers: int, seed: int, ju
 QUICK = {"rm": {"rounds": 1, "epochs": 1}, "ppo": {"iterations": 2}, "dev_prompts": 16, "rm_prompts": 48}
 
 
-def run(seed: int, levers: list[str], answers: int, quick: bool = False) -> dict:
+def run(seed: int, levers: list[str], answers: int, quick: bool = False, also_eval: bool = False) -> dict:
     torch.manual_seed(seed)
     prompts = list(load_split("dev")["prompt"])[:QUICK["dev_prompts"] if quick else None]
+    eval_prompts = list(load_split("eval")["prompt"])[:QUICK["dev_prompts"] if quick else None] if also_eval else []
     rm_prompts = list(load_split("rm")["prompt"])[:QUICK["rm_prompts"]] if quick else None  # None: the default's
     judge = SimulatedLabeler(seed=derive_seed(seed, "judge"))
     stopwatch = Stopwatch()
@@ -66,6 +68,8 @@ def run(seed: int, levers: list[str], answers: int, quick: bool = False) -> dict
     sft.eval()
     scores = {"base": dev_scores(base, tokenizer, prompts, answers, seed, judge),
               "sft": dev_scores(sft, tokenizer, prompts, answers, seed, judge)}
+    eval_scores = {name: dev_scores(model, tokenizer, eval_prompts, answers, seed, judge)
+                   for name, model in (("base", base), ("sft", sft))} if also_eval else {}
     stopwatch.lap()
     reward_models, results = {}, {}
     for lever in levers:
@@ -97,11 +101,19 @@ def run(seed: int, levers: list[str], answers: int, quick: bool = False) -> dict
             "rm_seconds": round(rm_seconds, 1),  # 0: this lever reuses an earlier lever's reward model
             "ppo_seconds": round(ppo_seconds, 1),
         }
+        if also_eval and lever == "default":  # the settings chosen: the only ones eval is for
+            held_out = dev_scores(policy, tokenizer, eval_prompts, answers, seed, judge)
+            results[lever]["eval"] = {"vs_base": win_rate(held_out, eval_scores["base"]).rate,
+                                      "vs_sft": win_rate(held_out, eval_scores["sft"]).rate,
+                                      "gold": sum(held_out) / len(held_out)}
         stopwatch.lap()
         row = results[lever]
         print(f"seed {seed} {lever:>16}: vs base {100 * row['vs_base']:.1f} %, vs SFT {100 * row['vs_sft']:.1f} %, "
               f"gold {row['gold']:.2f}, KL {row['kl']:.2f}, RM acc {row['rm_heldout_accuracy']:.3f}, "
               f"RM {row['rm_seconds']} s, PPO {row['ppo_seconds']} s", flush=True)
+        if "eval" in row:
+            print(f"seed {seed} {lever:>16}: on eval vs base {100 * row['eval']['vs_base']:.1f} %, "
+                  f"vs SFT {100 * row['eval']['vs_sft']:.1f} %, gold {row['eval']['gold']:.2f}", flush=True)
     return {"seed": seed, "answers": answers, "quick": quick, "threads": torch.get_num_threads(),
             "gold": {name: sum(s) / len(s) for name, s in scores.items()}, "levers": results}
 
@@ -112,6 +124,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--levers", default=",".join(LEVERS), help=f"comma-separated, of {', '.join(LEVERS)}")
     parser.add_argument("--answers", type=int, default=4, help="sampled answers per dev prompt and model")
     parser.add_argument("--out", required=True, help="the JSON file to write")
+    parser.add_argument("--eval", action="store_true", help="also judge the default's PPO run on the held-out eval "
+                        "prompts, as on dev: does dev agree with eval? (eval is for the chosen settings only)")
     parser.add_argument("--quick", action="store_true", help="a smoke run in a minute: checks the script, measures "
                         "nothing (1 round of rankings of 48 prompts, 1 epoch, 2 PPO iterations, 16 dev prompts)")
     args = parser.parse_args(argv)
@@ -119,7 +133,9 @@ def main(argv: list[str] | None = None) -> None:
     unknown = sorted(set(levers) - set(LEVERS))
     if unknown:
         parser.error(f"unknown lever(s) {unknown}: choose from {sorted(LEVERS)}")
-    result = run(args.seed, levers, args.answers, args.quick)
+    if args.eval and "default" not in levers:
+        parser.error("--eval judges the default's run on eval: include default in --levers")
+    result = run(args.seed, levers, args.answers, args.quick, args.eval)
     out = Path(args.out)
     with atomic_file(out) as file:
         file.write(json.dumps(result, indent=1) + "\n")

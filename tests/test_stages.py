@@ -664,14 +664,17 @@ def test_the_dpo_step_benchmark_times_both_layouts(capsys):
 
 def test_the_dev_lever_check_pairs_every_lever_with_the_default(tmp_path, capsys):
     """benchmarks/dev_levers.py --quick: a row per lever, its win rates in [0, 1]; a lever that leaves the reward model
-    alone reuses the default's (no seconds, the same held-out accuracy); a lever it does not know is refused."""
+    alone reuses the default's (no seconds, the same held-out accuracy); --eval judges the default's run alone on eval;
+    a lever it does not know, or --eval without the default, is refused."""
     import benchmarks.dev_levers as benchmark
 
     out = tmp_path / "seed-0.json"
-    benchmark.main(["--seed", "0", "--quick", "--answers", "1", "--out", str(out)])
+    benchmark.main(["--seed", "0", "--quick", "--answers", "1", "--eval", "--out", str(out)])
     printed = capsys.readouterr().out
     result = json.loads(out.read_text())
     assert result["quick"] and set(result["levers"]) == set(benchmark.LEVERS)
+    assert [lever for lever, row in result["levers"].items() if "eval" in row] == ["default"]  # the chosen settings'
+    assert 0 <= result["levers"]["default"]["eval"]["vs_base"] <= 1 and "seed 0          default: on eval" in printed
     for lever, row in result["levers"].items():
         assert f"seed 0 {lever:>16}: vs base" in printed, printed
         assert 0 <= row["vs_base"] <= 1 and 0 <= row["vs_sft"] <= 1 and row["kl"] == row["kl"], row  # not NaN
@@ -682,6 +685,9 @@ def test_the_dev_lever_check_pairs_every_lever_with_the_default(tmp_path, capsys
     with pytest.raises(SystemExit):
         benchmark.main(["--seed", "0", "--levers", "default,no_such_lever", "--out", str(out)])
     assert "no_such_lever" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        benchmark.main(["--seed", "0", "--levers", "rm_batch16", "--eval", "--out", str(out)])
+    assert "include default" in capsys.readouterr().err
 
 
 def test_the_trl_benchmark_runs_rlhf_cores_side_without_trl():

@@ -1,6 +1,7 @@
 """The committed pipeline summaries (data/results/) and the README's tables made from them: no stale number."""
 import json
 import re
+import statistics
 from pathlib import Path
 
 import pytest
@@ -125,3 +126,38 @@ def test_the_dev_lever_table_is_the_committed_runs():
     default = [run["levers"]["default"]["ppo_seconds"] for run in runs]
     wider = [run["levers"]["ppo_minibatch32"]["ppo_seconds"] for run in runs]
     assert f"{sum(wider) / sum(default):.2f}× as long" in text and all(w > d for w, d in zip(wider, default))
+
+
+def test_the_split_check_rows_are_the_committed_runs():
+    """data/results/README.md, *Dev against eval on the same models*: seeds 4-9's rows are the runs in
+    data/results/split-check/ (benchmarks/dev_levers.py --levers default --eval), eval then dev, over base / over SFT."""
+    folder = README.parent / "data" / "results" / "split-check"
+    text = (folder.parent / "README.md").read_text(encoding="utf-8")
+    runs = [json.loads(path.read_text()) for path in sorted(folder.glob("seed-*.json"))]
+    assert sorted(run["seed"] for run in runs) == [4, 5, 6, 7, 8, 9]
+    for run in runs:
+        row = run["levers"]["default"]
+        assert run["answers"] == 4 and run["threads"] == 1 and not run["quick"]
+        on_eval = f"{100 * row['eval']['vs_base']:.1f} / {100 * row['eval']['vs_sft']:.1f} %"
+        on_dev = f"{100 * row['vs_base']:.1f} / {100 * row['vs_sft']:.1f} %"
+        assert re.search(rf"\| {run['seed']} \| {re.escape(on_eval)} \|[^|\n]*\| {re.escape(on_dev)} \|", text), run["seed"]
+
+
+def test_the_split_checks_summary_is_its_tables():
+    """The means and ranges both READMEs quote for the ten seeds judged with four answers are those of the table."""
+    results_readme = (README.parent / "data" / "results" / "README.md").read_text(encoding="utf-8")
+    rows = re.findall(r"^\| (\d) \| ([\d.]+) / ([\d.]+) % \|[^|\n]*\| ([\d.]+) / ([\d.]+) % \|$", results_readme, re.M)
+    assert [int(row[0]) for row in rows] == list(range(10))
+    eval_base, eval_sft, dev_base, dev_sft = ([float(row[i]) for row in rows] for i in (1, 2, 3, 4))
+
+    def mean(xs):
+        return f"{sum(xs) / len(xs):.1f}"
+
+    flat = " ".join(results_readme.split())
+    assert (f"preferred to the base model on {mean(dev_base)} % of dev answers and {mean(eval_base)} % of eval answers, "
+            f"to SFT on {mean(dev_sft)} and {mean(eval_sft)} %") in flat
+    span = f"{min(eval_base):.1f}–{max(eval_base):.1f} %"
+    assert f"the base model on eval ({span})" in flat and max(eval_base) < 85
+    readme = " ".join(README.read_text(encoding="utf-8").split())
+    assert f"on {span} of eval answers over ten seeds ({mean(eval_base)} % on average" in readme
+    assert f"a standard deviation of {statistics.stdev(eval_base):.1f} points, against 2.9 with one answer" in readme

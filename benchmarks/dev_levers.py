@@ -46,7 +46,8 @@ def dev_scores(model, tokenizer, prompts: list[str], answers: int, seed: int, ju
     """Gold of `answers` sampled answers per prompt, answer-major: [answer 0 of every prompt, answer 1 of ...]."""
     scores = []
     for j in range(answers):
-        responses = sample_responses(model, tokenizer, prompts, seed=1000 * seed + j)  # answer j: the same draws for every model
+        # answer j of every model is drawn with the same seed: model A's j-th answer is paired with model B's
+        responses = sample_responses(model, tokenizer, prompts, seed=1000 * seed + j)
         scores += [judgement.gold for judgement in judge_all(prompts, responses, judge)]
     return scores
 

@@ -103,34 +103,53 @@ def test_published_results_say_how_to_remake_a_missing_or_broken_file(tmp_path):
 
 def test_the_dev_lever_table_is_the_committed_runs():
     """data/results/README.md, *Two speed levers that are not faster*: each row's means over the seeds in
-    data/results/dev-levers/ (written by benchmarks/dev_levers.py), as the table prints them."""
+    data/results/dev-levers/ (written by benchmarks/dev_levers.py), and the seconds the prose quotes."""
     folder = README.parent / "data" / "results" / "dev-levers"
     runs = [json.loads(path.read_text()) for path in sorted(folder.glob("seed-*.json"))]
-    assert sorted(run["seed"] for run in runs) == [0, 1, 2, 3] and not any(run.get("quick") for run in runs)  # (made before --quick)
+    assert sorted(run["seed"] for run in runs) == [0, 1, 2, 3]
+    assert not any(run.get("quick") for run in runs)  # made before the script had --quick
     assert all(run["answers"] == 4 and run["threads"] == 1 for run in runs)
-    text = (folder.parent / "README.md").read_text(encoding="utf-8")
+    text = " ".join((folder.parent / "README.md").read_text(encoding="utf-8").split())
     labels = {"default": "default", "rm_batch16": "reward model, batch 16 at lr 4.2e-4",
               "ppo_minibatch32": "PPO minibatch 32"}
+    by_lever = {lever: [run["levers"][lever] for run in runs] for lever in labels}
+
+    def mean(lever, key):
+        return sum(row[key] for row in by_lever[lever]) / len(runs)
+
+    def percent(lever, key):
+        values = [100 * row[key] for row in by_lever[lever]]
+        return f"{100 * mean(lever, key):.1f} % ({min(values):.1f}–{max(values):.1f})"
+
     for lever, label in labels.items():
-        rows = [run["levers"][lever] for run in runs]
-
-        def mean(key):
-            return sum(row[key] for row in rows) / len(rows)
-
-        def percent(key):
-            low, high = min(row[key] for row in rows), max(row[key] for row in rows)
-            return f"{100 * mean(key):.1f} % ({100 * low:.1f}–{100 * high:.1f})"
-
-        cells = f"| {label} | {percent('vs_base')} | {percent('vs_sft')} | {mean('gold'):.2f} | {mean('kl'):.2f} |"
+        shared = all(row["rm_seconds"] == 0 for row in by_lever[lever])  # the default's reward model
+        rm = ("(the default's) | —" if shared else
+              f"{100 * mean(lever, 'rm_heldout_accuracy'):.1f} % | {mean(lever, 'rm_seconds'):.0f} s")
+        seconds = f"{mean(lever, 'ppo_seconds'):.0f} s"
+        cells = (f"| {label} | {percent(lever, 'vs_base')} | {percent(lever, 'vs_sft')} | {mean(lever, 'gold'):.2f} | "
+                 f"{mean(lever, 'kl'):.2f} | {rm} | {f'**{seconds}**' if lever == 'ppo_minibatch32' else seconds} |")
         assert cells in text, cells
-    default = [run["levers"]["default"]["ppo_seconds"] for run in runs]
-    wider = [run["levers"]["ppo_minibatch32"]["ppo_seconds"] for run in runs]
-    assert f"{sum(wider) / sum(default):.2f}× as long" in text and all(w > d for w, d in zip(wider, default))
+
+    rm_seconds = {lever: [row["rm_seconds"] for row in by_lever[lever]] for lever in ("default", "rm_batch16")}
+    assert (f"({min(rm_seconds['rm_batch16']):.0f}–{max(rm_seconds['rm_batch16']):.0f} s against "
+            f"{min(rm_seconds['default']):.0f}–{max(rm_seconds['default']):.0f} s)") in text
+    default = [row["ppo_seconds"] for row in by_lever["default"]]
+    wider = [row["ppo_seconds"] for row in by_lever["ppo_minibatch32"]]
+    ratios = [w / d for w, d in zip(wider, default)]
+    assert f"took {min(ratios):.2f}–{max(ratios):.2f}× as long as the default on every seed" in text
+    extra = [w - d for w, d in zip(wider, default)]
+    assert f"(+{min(extra):.0f} to +{max(extra):.0f} s; {sum(wider) / sum(default):.2f}× in total)" in text
+    assert min(ratios) > 1
+    for lever in ("rm_batch16", "ppo_minibatch32"):  # paired, seed by seed, in points
+        for key in ("vs_base", "vs_sft"):
+            diffs = [100 * (row[key] - base[key]) for row, base in zip(by_lever[lever], by_lever["default"])]
+            assert f"{min(diffs):.1f} to +{max(diffs):.1f}".replace("-", "−") in text, (lever, key)
 
 
 def test_the_split_check_rows_are_the_committed_runs():
     """data/results/README.md, *Dev against eval on the same models*: seeds 4-9's rows are the runs in
-    data/results/split-check/ (benchmarks/dev_levers.py --levers default --eval), eval then dev, over base / over SFT."""
+    data/results/split-check/ (benchmarks/dev_levers.py --levers default --eval): eval then dev, each over base / over
+    SFT."""
     folder = README.parent / "data" / "results" / "split-check"
     text = (folder.parent / "README.md").read_text(encoding="utf-8")
     runs = [json.loads(path.read_text()) for path in sorted(folder.glob("seed-*.json"))]
@@ -140,7 +159,8 @@ def test_the_split_check_rows_are_the_committed_runs():
         assert run["answers"] == 4 and run["threads"] == 1 and not run["quick"]
         on_eval = f"{100 * row['eval']['vs_base']:.1f} / {100 * row['eval']['vs_sft']:.1f} %"
         on_dev = f"{100 * row['vs_base']:.1f} / {100 * row['vs_sft']:.1f} %"
-        assert re.search(rf"\| {run['seed']} \| {re.escape(on_eval)} \|[^|\n]*\| {re.escape(on_dev)} \|", text), run["seed"]
+        row_pattern = rf"\| {run['seed']} \| {re.escape(on_eval)} \|[^|\n]*\| {re.escape(on_dev)} \|"
+        assert re.search(row_pattern, text), run["seed"]
 
 
 def test_the_split_checks_summary_is_its_tables():
@@ -154,10 +174,11 @@ def test_the_split_checks_summary_is_its_tables():
         return f"{sum(xs) / len(xs):.1f}"
 
     flat = " ".join(results_readme.split())
-    assert (f"preferred to the base model on {mean(dev_base)} % of dev answers and {mean(eval_base)} % of eval answers, "
-            f"to SFT on {mean(dev_sft)} and {mean(eval_sft)} %") in flat
+    assert (f"preferred to the base model on {mean(dev_base)} % of dev answers and {mean(eval_base)} % of eval "
+            f"answers, to SFT on {mean(dev_sft)} and {mean(eval_sft)} %") in flat
     span = f"{min(eval_base):.1f}–{max(eval_base):.1f} %"
     assert f"the base model on eval ({span})" in flat and max(eval_base) < 85
     readme = " ".join(README.read_text(encoding="utf-8").split())
     assert f"on {span} of eval answers over ten seeds ({mean(eval_base)} % on average" in readme
-    assert f"a standard deviation of {statistics.stdev(eval_base):.1f} points, against 2.9 with one answer" in readme
+    spread = statistics.stdev(eval_base)
+    assert f"a standard deviation of {spread:.1f} points, where the eight published seeds" in readme

@@ -13,6 +13,7 @@ from rlhf_core.stages import reward
 from rlhf_core.models.sequences import sample_responses
 from rlhf_core.models.heads import RewardModel, ValueModel, score_texts
 from rlhf_core.stages.ppo import PPOConfig, PPOTrainer, in_length_chunks, length_grouped_minibatches, ppo_prompts
+from rlhf_core.evaluate import win_rate
 from rlhf_core.stages.reward import (RewardConfig, build_reward_model, collect_comparisons, evaluate_reward_model,
                                      pairwise_accuracy, split_heldout, train_reward_model)
 from rlhf_core.models.sequences import Rollout, generate
@@ -675,6 +676,12 @@ def test_the_dev_lever_check_pairs_every_lever_with_the_default(tmp_path, capsys
     assert result["quick"] and set(result["levers"]) == set(benchmark.LEVERS)
     assert [lever for lever, row in result["levers"].items() if "eval" in row] == ["default"]  # the chosen settings'
     assert 0 <= result["levers"]["default"]["eval"]["vs_base"] <= 1 and "seed 0          default: on eval" in printed
+    assert result["levers"]["default"]["eval"]["gold"] != result["levers"]["default"]["gold"]  # other prompts
+    # paired answers: one model judged twice gets the same scores, so it ties itself on every answer
+    base, tokenizer = load_base("tiny")
+    prompts = list(load_split("dev")["prompt"])[:8]
+    twice = [benchmark.dev_scores(base, tokenizer, prompts, 2, 0, SimulatedLabeler(seed=0)) for _ in range(2)]
+    assert len(twice[0]) == 16 and twice[0] == twice[1] and win_rate(*twice).rate == 0.5
     for lever, row in result["levers"].items():
         assert f"seed 0 {lever:>16}: vs base" in printed, printed
         assert 0 <= row["vs_base"] <= 1 and 0 <= row["vs_sft"] <= 1 and row["kl"] == row["kl"], row  # not NaN

@@ -7,8 +7,9 @@ For one seed it trains the SFT model once, then each lever's reward model and PP
 judges base, SFT and each PPO run on the dev prompts, `--answers` sampled answers each (prompt i's j-th answer of one
 model against the j-th of the other, so every comparison is paired). It prints and writes, per lever: PPO's win over
 the base model and over SFT (ties half), gold, KL(PPO ‖ SFT) on dev, and the seconds of the reward model and of PPO.
-Tune on dev only; eval stays for the settings chosen (README, "How we measure"): `--eval` judges the default's run on
-the eval prompts too, in the same way, to see whether dev and eval agree. Run two seeds at a time on two cores, each
+`perfect_reward` is no setting but the pipeline's ceiling run, PPO against the labeler itself. Tune on dev only; eval
+stays for the settings chosen (README, "How we measure"): `--eval` judges the default's run and the ceiling run on the
+eval prompts too, in the same way, to see whether dev and eval agree. Run two seeds at a time on two cores, each
 with RLHF_THREADS=1.
 """
 from __future__ import annotations
@@ -26,6 +27,7 @@ from rlhf_core.common.files import atomic_file
 from rlhf_core.common.seeds import derive_seed
 from rlhf_core.common.timing import Stopwatch
 from rlhf_core.evaluate import judge_all, policy_kl, win_rate
+from rlhf_core.models.heads import LabelerReward
 from rlhf_core.models.loading import load_base
 from rlhf_core.models.sequences import sample_responses
 from rlhf_core.stages.ppo import PPOConfig, PPOTrainer, initial_value_model
@@ -39,7 +41,10 @@ LEVERS = {
     "default": ({}, {}),
     "rm_batch16": ({"batch_size": 16, "lr": 3e-4 * math.sqrt(2)}, {}),  # half the steps, lr scaled by √(batch ratio)
     "ppo_minibatch32": ({}, {"minibatch_size": 32}),                    # half the gradient steps per epoch
+    "perfect_reward": ({}, {}),  # not a setting: PPO against the labeler itself, the pipeline's ceiling run
 }
+PERFECT_REWARD = "perfect_reward"  # its reward is LabelerReward; its critic still starts from the reward model's body
+PUBLISHED = ("default", PERFECT_REWARD)  # the runs the pipeline publishes: the only ones --eval judges on eval
 
 
 def dev_scores(model, tokenizer, prompts: list[str], answers: int, seed: int, judge: SimulatedLabeler) -> list[float]:
@@ -86,7 +91,8 @@ def run(seed: int, levers: list[str], answers: int, quick: bool = False, also_ev
         reward_model, rm_log, _ = reward_models[key]
         ppo_config = dataclasses.replace(PPOConfig(seed=seed), **(QUICK["ppo"] if quick else {}), **ppo_change)
         torch.manual_seed(seed)
-        trainer = PPOTrainer(copy.deepcopy(sft), tokenizer, reward_model, ppo_config, ref_model=sft,
+        reward = LabelerReward(tokenizer) if lever == PERFECT_REWARD else reward_model
+        trainer = PPOTrainer(copy.deepcopy(sft), tokenizer, reward, ppo_config, ref_model=sft,
                              value_model=initial_value_model(reward_model, ppo_config),
                              labeler=SimulatedLabeler(seed=derive_seed(seed, "ppo_labeler")))
         trainer.train(progress=False)
@@ -102,7 +108,7 @@ def run(seed: int, levers: list[str], answers: int, quick: bool = False, also_ev
             "rm_seconds": round(rm_seconds, 1),  # 0: this lever reuses an earlier lever's reward model
             "ppo_seconds": round(ppo_seconds, 1),
         }
-        if also_eval and lever == "default":  # the settings chosen: the only ones eval is for
+        if also_eval and lever in PUBLISHED:  # the settings chosen: the only ones eval is for
             held_out = dev_scores(policy, tokenizer, eval_prompts, answers, seed, judge)
             results[lever]["eval"] = {"vs_base": win_rate(held_out, eval_scores["base"]).rate,
                                       "vs_sft": win_rate(held_out, eval_scores["sft"]).rate,
@@ -125,8 +131,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--levers", default=",".join(LEVERS), help=f"comma-separated, of {', '.join(LEVERS)}")
     parser.add_argument("--answers", type=int, default=4, help="sampled answers per dev prompt and model")
     parser.add_argument("--out", required=True, help="the JSON file to write")
-    parser.add_argument("--eval", action="store_true", help="also judge the default's PPO run on the held-out eval "
-                        "prompts, as on dev: does dev agree with eval? (eval is for the chosen settings only)")
+    parser.add_argument("--eval", action="store_true", help="also judge the default's PPO run (and perfect_reward's) "
+                        "on the held-out eval prompts, as on dev (eval is for the chosen settings only)")
     parser.add_argument("--quick", action="store_true", help="a smoke run in a minute: checks the script, measures "
                         "nothing (1 round of rankings of 48 prompts, 1 epoch, 2 PPO iterations, 16 dev prompts)")
     args = parser.parse_args(argv)
@@ -134,8 +140,8 @@ def main(argv: list[str] | None = None) -> None:
     unknown = sorted(set(levers) - set(LEVERS))
     if unknown:
         parser.error(f"unknown lever(s) {unknown}: choose from {sorted(LEVERS)}")
-    if args.eval and "default" not in levers:
-        parser.error("--eval judges the default's run on eval: include default in --levers")
+    if args.eval and not set(PUBLISHED) & set(levers):
+        parser.error(f"--eval judges the published runs on eval: include {' or '.join(PUBLISHED)} in --levers")
     result = run(args.seed, levers, args.answers, args.quick, args.eval)
     out = Path(args.out)
     with atomic_file(out) as file:

@@ -665,8 +665,8 @@ def test_the_dpo_step_benchmark_times_both_layouts(capsys):
 
 def test_the_dev_lever_check_pairs_every_lever_with_the_default(tmp_path, capsys):
     """benchmarks/dev_levers.py --quick: a row per lever, its win rates in [0, 1]; a lever that leaves the reward model
-    alone reuses the default's (no seconds, the same held-out accuracy); --eval judges the default's run alone on eval;
-    a lever it does not know, or --eval without the default, is refused."""
+    alone reuses the default's (no seconds, the same held-out accuracy); --eval judges the published runs on eval;
+    a lever it does not know, or --eval without a published run, is refused."""
     import benchmarks.dev_levers as benchmark
 
     out = tmp_path / "seed-0.json"
@@ -674,7 +674,7 @@ def test_the_dev_lever_check_pairs_every_lever_with_the_default(tmp_path, capsys
     printed = capsys.readouterr().out
     result = json.loads(out.read_text())
     assert result["quick"] and set(result["levers"]) == set(benchmark.LEVERS)
-    assert [lever for lever, row in result["levers"].items() if "eval" in row] == ["default"]  # the chosen settings'
+    assert [lever for lever, row in result["levers"].items() if "eval" in row] == list(benchmark.PUBLISHED)
     assert 0 <= result["levers"]["default"]["eval"]["vs_base"] <= 1 and "seed 0          default: on eval" in printed
     assert result["levers"]["default"]["eval"]["gold"] != result["levers"]["default"]["gold"]  # other prompts
     # paired answers: one model judged twice gets the same scores, so it ties itself on every answer
@@ -686,15 +686,17 @@ def test_the_dev_lever_check_pairs_every_lever_with_the_default(tmp_path, capsys
         assert f"seed 0 {lever:>16}: vs base" in printed, printed
         assert 0 <= row["vs_base"] <= 1 and 0 <= row["vs_sft"] <= 1 and row["kl"] == row["kl"], row  # not NaN
         assert row["ppo_seconds"] > 0
-    default, shared = result["levers"]["default"], result["levers"]["ppo_minibatch32"]
-    assert default["rm_seconds"] > 0 and shared["rm_seconds"] == 0
-    assert shared["rm_heldout_accuracy"] == default["rm_heldout_accuracy"]
+    default = result["levers"]["default"]
+    assert default["rm_seconds"] > 0
+    for shared in ("ppo_minibatch32", "perfect_reward"):
+        assert result["levers"][shared]["rm_seconds"] == 0
+        assert result["levers"][shared]["rm_heldout_accuracy"] == default["rm_heldout_accuracy"]
     with pytest.raises(SystemExit):
         benchmark.main(["--seed", "0", "--levers", "default,no_such_lever", "--out", str(out)])
     assert "no_such_lever" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         benchmark.main(["--seed", "0", "--levers", "rm_batch16", "--eval", "--out", str(out)])
-    assert "include default" in capsys.readouterr().err
+    assert "include default or perfect_reward" in capsys.readouterr().err
 
 
 def test_the_trl_benchmark_runs_rlhf_cores_side_without_trl():

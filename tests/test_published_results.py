@@ -147,38 +147,62 @@ def test_the_dev_lever_table_is_the_committed_runs():
 
 
 def test_the_split_check_rows_are_the_committed_runs():
-    """data/results/README.md, *Dev against eval on the same models*: seeds 4-9's rows are the runs in
-    data/results/split-check/ (benchmarks/dev_levers.py --levers default --eval): eval then dev, each over base / over
-    SFT."""
+    """data/results/README.md, *Dev against eval on the same models*: each seed's row is its run in
+    data/results/split-check/ (benchmarks/dev_levers.py --levers default,perfect_reward --eval): PPO on eval, PPO with
+    a perfect reward on eval, the published single answers, PPO on dev, each over base / over SFT."""
     folder = README.parent / "data" / "results" / "split-check"
     text = (folder.parent / "README.md").read_text(encoding="utf-8")
     runs = [json.loads(path.read_text()) for path in sorted(folder.glob("seed-*.json"))]
-    assert sorted(run["seed"] for run in runs) == [4, 5, 6, 7, 8, 9]
+    assert sorted(run["seed"] for run in runs) == list(range(10))
+    published = published_results((0, 1, 2, 7))
+
+    def pair(d):
+        return f"{100 * d['vs_base']:.1f} / {100 * d['vs_sft']:.1f} %"
+
     for run in runs:
-        row = run["levers"]["default"]
+        ppo, perfect = run["levers"]["default"], run["levers"]["perfect_reward"]
         assert run["answers"] == 4 and run["threads"] == 1 and not run["quick"]
-        on_eval = f"{100 * row['eval']['vs_base']:.1f} / {100 * row['eval']['vs_sft']:.1f} %"
-        on_dev = f"{100 * row['vs_base']:.1f} / {100 * row['vs_sft']:.1f} %"
-        row_pattern = rf"\| {run['seed']} \| {re.escape(on_eval)} \|[^|\n]*\| {re.escape(on_dev)} \|"
-        assert re.search(row_pattern, text), run["seed"]
+        single = ""
+        if run["seed"] in published:
+            rates = published[run["seed"]]["win_rate"]
+            single = f"{100 * rates['ppo_vs_base']['rate']:.1f} / {100 * rates['ppo_perfect_vs_base']['rate']:.1f} %"
+        row = f"| {run['seed']} | {pair(ppo['eval'])} | {pair(perfect['eval'])} | {single} | {pair(ppo)} |"
+        assert row in text, row
 
 
-def test_the_split_checks_summary_is_its_tables():
-    """The means and ranges both READMEs quote for the ten seeds judged with four answers are those of the table."""
-    results_readme = (README.parent / "data" / "results" / "README.md").read_text(encoding="utf-8")
-    rows = re.findall(r"^\| (\d) \| ([\d.]+) / ([\d.]+) % \|[^|\n]*\| ([\d.]+) / ([\d.]+) % \|$", results_readme, re.M)
-    assert [int(row[0]) for row in rows] == list(range(10))
-    eval_base, eval_sft, dev_base, dev_sft = ([float(row[i]) for row in rows] for i in (1, 2, 3, 4))
+def test_the_split_checks_summary_is_its_runs():
+    """The means and ranges both READMEs quote for the ten seeds judged with four answers are those of the runs."""
+    runs = [json.loads(path.read_text())["levers"]
+            for path in sorted((README.parent / "data" / "results" / "split-check").glob("seed-*.json"))]
+    ppo_eval = [100 * run["default"]["eval"]["vs_base"] for run in runs]
+    perfect_eval = [100 * run["perfect_reward"]["eval"]["vs_base"] for run in runs]
+    dev = [100 * run["default"]["vs_base"] for run in runs]
+    sft_dev, sft_eval = ([100 * x for x in xs] for xs in ([run["default"]["vs_sft"] for run in runs],
+                                                          [run["default"]["eval"]["vs_sft"] for run in runs]))
+    diffs = [d - e for d, e in zip(dev, ppo_eval)]
+    gaps = [c - e for c, e in zip(perfect_eval, ppo_eval)]
 
     def mean(xs):
         return f"{sum(xs) / len(xs):.1f}"
 
-    flat = " ".join(results_readme.split())
-    assert (f"preferred to the base model on {mean(dev_base)} % of dev answers and {mean(eval_base)} % of eval "
-            f"answers, to SFT on {mean(dev_sft)} and {mean(eval_sft)} %") in flat
-    span = f"{min(eval_base):.1f}–{max(eval_base):.1f} %"
-    assert f"the base model on eval ({span})" in flat and max(eval_base) < 85
+    def span(xs):
+        return f"{min(xs):.1f}–{max(xs):.1f}"
+
+    results_readme = " ".join((README.parent / "data" / "results" / "README.md").read_text(encoding="utf-8").split())
     readme = " ".join(README.read_text(encoding="utf-8").split())
-    assert f"on {span} of eval answers over ten seeds ({mean(eval_base)} % on average" in readme
-    spread = statistics.stdev(eval_base)
-    assert f"a standard deviation of {spread:.1f} points, where the eight published seeds" in readme
+    assert (f"preferred to the base model on {mean(dev)} % of dev answers and {mean(ppo_eval)} % of eval answers, "
+            f"to SFT on {mean(sft_dev)} and {mean(sft_eval)} %") in results_readme
+    assert (f"dev minus eval is {min(diffs):.1f} to +{max(diffs):.1f} points over the base model (mean "
+            f"{sum(diffs) / len(diffs):.1f}, standard deviation {statistics.stdev(diffs):.1f})"
+            ).replace("-", "−") in results_readme
+    at_85 = sum(x >= 85 for x in perfect_eval)
+    assert max(ppo_eval) < 85 and at_85 == 3
+    assert (f"the base model on {span(ppo_eval)} % of eval answers, no seed at 85 %, and PPO against the labeler "
+            f"itself on {span(perfect_eval)} % ({mean(perfect_eval)} % on average; 85 % or more on three seeds of ten), "
+            f"{mean(gaps)} points above ours on average ({min(gaps):.1f} to +{max(gaps):.1f}".replace("-", "−")
+            ) in results_readme
+    assert (f"PPO is preferred to the base model on {span(ppo_eval)} % of eval answers over ten seeds "
+            f"({mean(ppo_eval)} % on average; across the seeds a standard deviation of "
+            f"{statistics.stdev(ppo_eval):.1f} points") in readme
+    assert (f"PPO against the labeler itself on {span(perfect_eval)} % ({mean(perfect_eval)} % on average), 85 % or "
+            "more on only three seeds of ten") in readme

@@ -47,7 +47,7 @@ PERFECT_REWARD = "perfect_reward"  # its reward is LabelerReward; its critic sti
 PUBLISHED = ("default", PERFECT_REWARD)  # the runs the pipeline publishes: the only ones --eval judges on eval
 
 
-def dev_scores(model, tokenizer, prompts: list[str], answers: int, seed: int, judge: SimulatedLabeler) -> list[float]:
+def gold_scores(model, tokenizer, prompts: list[str], answers: int, seed: int, judge: SimulatedLabeler) -> list[float]:
     """Gold of `answers` sampled answers per prompt, answer-major: [answer 0 of every prompt, answer 1 of ...]."""
     scores = []
     for j in range(answers):
@@ -72,9 +72,9 @@ def run(seed: int, levers: list[str], answers: int, quick: bool = False, also_ev
     sft = copy.deepcopy(base)
     train_sft(sft, tokenizer, SFTConfig(seed=seed), progress=False)
     sft.eval()
-    scores = {"base": dev_scores(base, tokenizer, prompts, answers, seed, judge),
-              "sft": dev_scores(sft, tokenizer, prompts, answers, seed, judge)}
-    eval_scores = {name: dev_scores(model, tokenizer, eval_prompts, answers, seed, judge)
+    scores = {"base": gold_scores(base, tokenizer, prompts, answers, seed, judge),
+              "sft": gold_scores(sft, tokenizer, prompts, answers, seed, judge)}
+    eval_scores = {name: gold_scores(model, tokenizer, eval_prompts, answers, seed, judge)
                    for name, model in (("base", base), ("sft", sft))} if also_eval else {}
     stopwatch.lap()
     reward_models, results = {}, {}
@@ -98,7 +98,7 @@ def run(seed: int, levers: list[str], answers: int, quick: bool = False, also_ev
         trainer.train(progress=False)
         ppo_seconds = stopwatch.lap()
         policy = trainer.policy.eval()
-        ppo_scores = dev_scores(policy, tokenizer, prompts, answers, seed, judge)
+        ppo_scores = gold_scores(policy, tokenizer, prompts, answers, seed, judge)
         results[lever] = {
             "vs_base": win_rate(ppo_scores, scores["base"]).rate,
             "vs_sft": win_rate(ppo_scores, scores["sft"]).rate,
@@ -109,7 +109,7 @@ def run(seed: int, levers: list[str], answers: int, quick: bool = False, also_ev
             "ppo_seconds": round(ppo_seconds, 1),
         }
         if also_eval and lever in PUBLISHED:  # the settings chosen: the only ones eval is for
-            held_out = dev_scores(policy, tokenizer, eval_prompts, answers, seed, judge)
+            held_out = gold_scores(policy, tokenizer, eval_prompts, answers, seed, judge)
             results[lever]["eval"] = {"vs_base": win_rate(held_out, eval_scores["base"]).rate,
                                       "vs_sft": win_rate(held_out, eval_scores["sft"]).rate,
                                       "gold": sum(held_out) / len(held_out)}
@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seed", type=int, required=True)
     parser.add_argument("--levers", default=",".join(LEVERS), help=f"comma-separated, of {', '.join(LEVERS)}")
-    parser.add_argument("--answers", type=int, default=4, help="sampled answers per dev prompt and model")
+    parser.add_argument("--answers", type=int, default=4, help="sampled answers per prompt and model")
     parser.add_argument("--out", required=True, help="the JSON file to write")
     parser.add_argument("--eval", action="store_true", help="also judge the default's PPO run (and perfect_reward's) "
                         "on the held-out eval prompts, as on dev (eval is for the chosen settings only)")
@@ -140,6 +140,8 @@ def main(argv: list[str] | None = None) -> None:
     unknown = sorted(set(levers) - set(LEVERS))
     if unknown:
         parser.error(f"unknown lever(s) {unknown}: choose from {sorted(LEVERS)}")
+    if args.answers < 1:
+        parser.error(f"--answers {args.answers}: each model needs at least 1 answer per prompt")
     if args.eval and not set(PUBLISHED) & set(levers):
         parser.error(f"--eval judges the published runs on eval: include {' or '.join(PUBLISHED)} in --levers")
     result = run(args.seed, levers, args.answers, args.quick, args.eval)

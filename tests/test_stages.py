@@ -680,7 +680,7 @@ def test_the_dev_lever_check_pairs_every_lever_with_the_default(tmp_path, capsys
     # paired answers: one model judged twice gets the same scores, so it ties itself on every answer
     base, tokenizer = load_base("tiny")
     prompts = list(load_split("dev")["prompt"])[:8]
-    twice = [benchmark.dev_scores(base, tokenizer, prompts, 2, 0, SimulatedLabeler(seed=0)) for _ in range(2)]
+    twice = [benchmark.gold_scores(base, tokenizer, prompts, 2, 0, SimulatedLabeler(seed=0)) for _ in range(2)]
     assert len(twice[0]) == 16 and twice[0] == twice[1] and win_rate(*twice).rate == 0.5
     for lever, row in result["levers"].items():
         assert f"seed 0 {lever:>16}: vs base" in printed, printed
@@ -697,6 +697,9 @@ def test_the_dev_lever_check_pairs_every_lever_with_the_default(tmp_path, capsys
     with pytest.raises(SystemExit):
         benchmark.main(["--seed", "0", "--levers", "rm_batch16", "--eval", "--out", str(out)])
     assert "include default or perfect_reward" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        benchmark.main(["--seed", "0", "--answers", "0", "--out", str(out)])
+    assert "at least 1 answer" in capsys.readouterr().err
 
 
 def test_the_trl_benchmark_runs_rlhf_cores_side_without_trl():

@@ -30,7 +30,8 @@ from rlhf_core.evaluate import judge_all, policy_kl, win_rate
 from rlhf_core.models.heads import LabelerReward
 from rlhf_core.models.loading import load_base
 from rlhf_core.models.sequences import sample_responses
-from rlhf_core.stages.ppo import PPOConfig, PPOTrainer, initial_value_model
+from rlhf_core.stages.ppo import PPOConfig
+from rlhf_core.stages.ppo_runs import train_ppo_run
 from rlhf_core.stages.reward import RewardConfig, build_reward_model
 from rlhf_core.stages.sft import SFTConfig, train_sft
 from rlhf_core.world.data import load_split
@@ -90,12 +91,9 @@ def run(seed: int, levers: list[str], answers: int, quick: bool = False, also_ev
             rm_seconds = stopwatch.lap()
         reward_model, rm_log, _ = reward_models[key]
         ppo_config = dataclasses.replace(PPOConfig(seed=seed), **(QUICK["ppo"] if quick else {}), **ppo_change)
-        torch.manual_seed(seed)
         reward = LabelerReward(tokenizer) if lever == PERFECT_REWARD else reward_model
-        trainer = PPOTrainer(copy.deepcopy(sft), tokenizer, reward, ppo_config, ref_model=sft,
-                             value_model=initial_value_model(reward_model, ppo_config),
-                             labeler=SimulatedLabeler(seed=derive_seed(seed, "ppo_labeler")))
-        trainer.train(progress=False)
+        trainer, _ = train_ppo_run(sft, tokenizer, reward, reward_model, ppo_config,
+                                   SimulatedLabeler(seed=derive_seed(seed, "ppo_labeler")), progress=False)
         ppo_seconds = stopwatch.lap()
         policy = trainer.policy.eval()
         ppo_scores = gold_scores(policy, tokenizer, prompts, answers, seed, judge)

@@ -39,7 +39,8 @@ from .notebook.dashboard import plot_history
 from .notebook.display import save_figure
 from .notebook.figures import bar_rates, win_rate_figure
 from .stages.dpo import DPOConfig, train_dpo
-from .stages.ppo import PPOConfig, PPOTrainer, initial_value_model
+from .stages.ppo import PPOConfig
+from .stages.ppo_runs import train_ppo_run
 from .stages.reward import RewardConfig, build_reward_model, split_heldout
 from .stages.sft import SFTConfig, train_sft
 from .world.data import load_split, training_prompts
@@ -113,12 +114,9 @@ def run_pipeline(config: PipelineConfig = PipelineConfig(), out_dir: str | Path 
     if config.beyond_ppo:  # the same budget of episodes, no critic: k answers per prompt, a leave-one-out baseline
         ppo_runs["rloo"] = (dataclasses.replace(config.ppo, advantage="rloo", samples_per_prompt=config.rloo_samples),
                             reward_model)
-    for name, (ppo_config, reward) in ppo_runs.items():
-        torch.manual_seed(config.seed)
-        critic = initial_value_model(reward_model, ppo_config) if ppo_config.advantage == "gae" else None  # RM's body
-        trainer = PPOTrainer(copy.deepcopy(models["sft"]), tokenizer, reward, ppo_config, ref_model=models["sft"],
-                             value_model=critic, labeler=labeler("ppo_labeler"))
-        histories[name] = trainer.train(progress=progress)
+    for name, (ppo_config, reward) in ppo_runs.items():  # each seeded with ppo_config.seed = config.seed (with_seed)
+        trainer, histories[name] = train_ppo_run(models["sft"], tokenizer, reward, reward_model, ppo_config,
+                                                 labeler("ppo_labeler"), progress)
         models[name] = trainer.policy.eval()
         timed(name)
 

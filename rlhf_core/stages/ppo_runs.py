@@ -18,6 +18,18 @@ from .reward import load_or_train_reward_model
 from .sft import load_or_train_sft
 
 
+def train_ppo_run(sft, tokenizer, reward, reward_model, config: PPOConfig, labeler=None, progress: bool = True):
+    """PPO from the SFT model, made as every published run is: torch's global seed set to config.seed, the policy a
+    copy of `sft` and `sft` itself the frozen reference, the critic from `reward_model`'s body (none for a critic-free
+    config), `reward` what PPO climbs (the reward model itself, or `LabelerReward` for the ceiling run). The pipeline,
+    `load_or_train_ppo` and benchmarks/dev_levers.py all train through here. Returns (trainer, its history)."""
+    torch.manual_seed(config.seed)
+    critic = initial_value_model(reward_model, config) if config.advantage == "gae" else None
+    trainer = PPOTrainer(copy.deepcopy(sft), tokenizer, reward, config, ref_model=sft, value_model=critic,
+                         labeler=labeler)
+    return trainer, trainer.train(progress=progress)
+
+
 def ppo_provenance(base: str = "tiny", config: PPOConfig = PPOConfig(), perfect_reward: bool = False) -> dict:
     """What makes a PPO policy (see `stages.provenance`): its config, the PPO prompts (and the pretraining text for
     PPO-ptx), the SFT model and reward model it starts from (runs/sft-{base}, runs/rm-{base} as they are now) and
@@ -91,9 +103,6 @@ def load_or_train_ppo(base: str = "tiny", config: PPOConfig | None = None, name:
     if provenance.reusable(run_path(name, base), ppo_provenance(base, config, perfect_reward), strict):
         return load_base(str(run_path(name, base)))
     reward = LabelerReward(tokenizer) if perfect_reward else reward_model
-    torch.manual_seed(config.seed)
-    trainer = PPOTrainer(copy.deepcopy(sft), tokenizer, reward, config, ref_model=sft,
-                         value_model=initial_value_model(reward_model, config))
-    trainer.train(progress=progress)
+    trainer, _ = train_ppo_run(sft, tokenizer, reward, reward_model, config, progress=progress)
     save_ppo(trainer.policy, tokenizer, base, config, name, perfect_reward)
     return trainer.policy.eval(), tokenizer

@@ -6,7 +6,9 @@ For one seed it trains the SFT model once, then each lever's reward model and PP
 (`rlhf_core.pipeline.run_pipeline`: the same seeds, labelers and order), sharing every stage a lever leaves alone, and
 judges base, SFT and each PPO run on the dev prompts, `--answers` sampled answers each (prompt i's j-th answer of one
 model against the j-th of the other, so every comparison is paired). It prints and writes, per lever: PPO's win over
-the base model and over SFT (ties half), gold, KL(PPO ‖ SFT) on dev, and the seconds of the reward model and of PPO.
+the base model and over SFT (ties half), gold, the share of answers that state a false fact, KL(PPO ‖ SFT) on dev,
+and the seconds of the reward model and of PPO. `--base DIR` starts from another base model than the shipped one
+(one that `python -m rlhf_core.stages.pretrain --out DIR` wrote), to measure a change to pretraining the same way.
 `perfect_reward` is no setting but the pipeline's ceiling run, PPO against the labeler itself. Tune on dev only; eval
 stays for the settings chosen (README, "How we measure"): `--eval` judges the default's run and the ceiling run on the
 eval prompts too, in the same way, to see whether dev and eval agree. Run two seeds at a time on two cores, each
@@ -48,33 +50,46 @@ PERFECT_REWARD = "perfect_reward"  # its reward is LabelerReward; its critic sti
 PUBLISHED = ("default", PERFECT_REWARD)  # the runs the pipeline publishes: the only ones --eval judges on eval
 
 
-def gold_scores(model, tokenizer, prompts: list[str], answers: int, seed: int, judge: SimulatedLabeler) -> list[float]:
-    """Gold of `answers` sampled answers per prompt, answer-major: [answer 0 of every prompt, answer 1 of ...]."""
-    scores = []
+def judgements(model, tokenizer, prompts: list[str], answers: int, seed: int, judge: SimulatedLabeler) -> list:
+    """The labeler's judgements of `answers` sampled answers per prompt, answer-major: [answer 0 of every prompt,
+    answer 1 of ...]."""
+    judged = []
     for j in range(answers):
         # answer j of every model is drawn with the same seed: model A's j-th answer is paired with model B's
         responses = sample_responses(model, tokenizer, prompts, seed=1000 * seed + j)
-        scores += [judgement.gold for judgement in judge_all(prompts, responses, judge)]
-    return scores
+        judged += judge_all(prompts, responses, judge)
+    return judged
+
+
+def gold_scores(model, tokenizer, prompts: list[str], answers: int, seed: int, judge: SimulatedLabeler) -> list[float]:
+    """Gold of `answers` sampled answers per prompt, answer-major, as `judgements` orders them."""
+    return [judgement.gold for judgement in judgements(model, tokenizer, prompts, answers, seed, judge)]
+
+
+def false_fact_rate(judged: list) -> float:
+    """The share of answers that state a false fact (the pipeline's hallucination rate)."""
+    return sum(judgement.hallucinated for judgement in judged) / len(judged)
 
 
 # --quick: a smoke run that checks the script in a minute and measures nothing
 QUICK = {"rm": {"rounds": 1, "epochs": 1}, "ppo": {"iterations": 2}, "dev_prompts": 16, "rm_prompts": 48}
 
 
-def run(seed: int, levers: list[str], answers: int, quick: bool = False, also_eval: bool = False) -> dict:
+def run(seed: int, levers: list[str], answers: int, quick: bool = False, also_eval: bool = False,
+        base_model: str = "tiny") -> dict:
     torch.manual_seed(seed)
     prompts = list(load_split("dev")["prompt"])[:QUICK["dev_prompts"] if quick else None]
     eval_prompts = list(load_split("eval")["prompt"])[:QUICK["dev_prompts"] if quick else None] if also_eval else []
     rm_prompts = list(load_split("rm")["prompt"])[:QUICK["rm_prompts"]] if quick else None  # None: the default's
     judge = SimulatedLabeler(seed=derive_seed(seed, "judge"))
     stopwatch = Stopwatch()
-    base, tokenizer = load_base("tiny")
+    base, tokenizer = load_base(base_model)
     sft = copy.deepcopy(base)
     train_sft(sft, tokenizer, SFTConfig(seed=seed), progress=False)
     sft.eval()
-    scores = {"base": gold_scores(base, tokenizer, prompts, answers, seed, judge),
-              "sft": gold_scores(sft, tokenizer, prompts, answers, seed, judge)}
+    judged = {name: judgements(model, tokenizer, prompts, answers, seed, judge)
+              for name, model in (("base", base), ("sft", sft))}
+    scores = {name: [judgement.gold for judgement in judged[name]] for name in judged}
     eval_scores = {name: gold_scores(model, tokenizer, eval_prompts, answers, seed, judge)
                    for name, model in (("base", base), ("sft", sft))} if also_eval else {}
     stopwatch.lap()
@@ -96,11 +111,13 @@ def run(seed: int, levers: list[str], answers: int, quick: bool = False, also_ev
                                    SimulatedLabeler(seed=derive_seed(seed, "ppo_labeler")), progress=False)
         ppo_seconds = stopwatch.lap()
         policy = trainer.policy.eval()
-        ppo_scores = gold_scores(policy, tokenizer, prompts, answers, seed, judge)
+        ppo_judged = judgements(policy, tokenizer, prompts, answers, seed, judge)
+        ppo_scores = [judgement.gold for judgement in ppo_judged]
         results[lever] = {
             "vs_base": win_rate(ppo_scores, scores["base"]).rate,
             "vs_sft": win_rate(ppo_scores, scores["sft"]).rate,
             "gold": sum(ppo_scores) / len(ppo_scores),
+            "false_fact_rate": false_fact_rate(ppo_judged),
             "kl": policy_kl(policy, sft, tokenizer, prompts, seed=seed),
             "rm_heldout_accuracy": rm_log["rm/heldout_accuracy"],
             "rm_seconds": round(rm_seconds, 1),  # 0: this lever reuses an earlier lever's reward model
@@ -120,7 +137,8 @@ def run(seed: int, levers: list[str], answers: int, quick: bool = False, also_ev
             print(f"seed {seed} {lever:>16}: on eval vs base {100 * row['eval']['vs_base']:.1f} %, "
                   f"vs SFT {100 * row['eval']['vs_sft']:.1f} %, gold {row['eval']['gold']:.2f}", flush=True)
     return {"seed": seed, "answers": answers, "quick": quick, "threads": torch.get_num_threads(),
-            "gold": {name: sum(s) / len(s) for name, s in scores.items()}, "levers": results}
+            "base_model": base_model, "gold": {name: sum(s) / len(s) for name, s in scores.items()},
+            "false_fact_rate": {name: false_fact_rate(j) for name, j in judged.items()}, "levers": results}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -133,6 +151,8 @@ def main(argv: list[str] | None = None) -> None:
                         "on the held-out eval prompts, as on dev (eval is for the chosen settings only)")
     parser.add_argument("--quick", action="store_true", help="a smoke run in a minute: checks the script, measures "
                         "nothing (1 round of rankings of 48 prompts, 1 epoch, 2 PPO iterations, 16 dev prompts)")
+    parser.add_argument("--base", default="tiny", help="the base model: tiny (the shipped one) or a checkpoint "
+                        "folder, e.g. one `python -m rlhf_core.stages.pretrain --out DIR` wrote")
     args = parser.parse_args(argv)
     levers = args.levers.split(",")
     unknown = sorted(set(levers) - set(LEVERS))
@@ -142,7 +162,7 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"--answers {args.answers}: each model needs at least 1 answer per prompt")
     if args.eval and not set(PUBLISHED) & set(levers):
         parser.error(f"--eval judges the published runs on eval: include {' or '.join(PUBLISHED)} in --levers")
-    result = run(args.seed, levers, args.answers, args.quick, args.eval)
+    result = run(args.seed, levers, args.answers, args.quick, args.eval, args.base)
     out = Path(args.out)
     with atomic_file(out) as file:
         file.write(json.dumps(result, indent=1) + "\n")

@@ -673,7 +673,9 @@ def test_the_dev_lever_check_pairs_every_lever_with_the_default(tmp_path, capsys
     benchmark.main(["--seed", "0", "--quick", "--answers", "1", "--eval", "--out", str(out)])
     printed = capsys.readouterr().out
     result = json.loads(out.read_text())
-    assert result["quick"] and set(result["levers"]) == set(benchmark.LEVERS)
+    assert result["quick"] and set(result["levers"]) == set(benchmark.LEVERS) and result["base_model"] == "tiny"
+    assert set(result["false_fact_rate"]) == {"base", "sft"}
+    assert all(0 <= rate <= 1 for rate in result["false_fact_rate"].values()), result["false_fact_rate"]
     assert [lever for lever, row in result["levers"].items() if "eval" in row] == list(benchmark.PUBLISHED)
     assert 0 <= result["levers"]["default"]["eval"]["vs_base"] <= 1 and "seed 0          default: on eval" in printed
     assert result["levers"]["default"]["eval"]["gold"] != result["levers"]["default"]["gold"]  # other prompts
@@ -685,7 +687,7 @@ def test_the_dev_lever_check_pairs_every_lever_with_the_default(tmp_path, capsys
     for lever, row in result["levers"].items():
         assert f"seed 0 {lever:>16}: vs base" in printed, printed
         assert 0 <= row["vs_base"] <= 1 and 0 <= row["vs_sft"] <= 1 and row["kl"] == row["kl"], row  # not NaN
-        assert row["ppo_seconds"] > 0
+        assert row["ppo_seconds"] > 0 and 0 <= row["false_fact_rate"] <= 1
     default = result["levers"]["default"]
     assert default["rm_seconds"] > 0
     for shared in ("ppo_minibatch32", "perfect_reward"):

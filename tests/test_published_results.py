@@ -206,3 +206,74 @@ def test_the_split_checks_summary_is_its_runs():
             f"{statistics.stdev(ppo_eval):.1f} points") in readme
     assert (f"PPO against the labeler itself on {span(perfect_eval)} % ({mean(perfect_eval)} % on average), 85 % or "
             "more on only three seeds of ten") in readme
+
+
+def test_the_longer_pretraining_record_is_its_runs():
+    """data/results/README.md, *A base model pretrained three times as long*: its table's rows are the means over
+    seeds 0–4 of data/results/longer-pretraining/ (two pretraining draws) and of the split check's runs of the shipped
+    model; the paired changes, the false-fact rates and the counts of seeds at 85 % it quotes are theirs too."""
+    results = README.parent / "data" / "results"
+    folder = results / "longer-pretraining"
+    text = " ".join((results / "README.md").read_text(encoding="utf-8").split())
+
+    def runs(path, prefix, seeds=range(5)):
+        return [json.loads((path / f"{prefix}seed-{seed}.json").read_text()) for seed in seeds]
+
+    shipped = runs(results / "split-check", "")
+    draws = {"1,800 steps, draw 0": runs(folder / "base-1800-s0", "default-"),
+             "1,800 steps, draw 1": runs(folder / "base-1800-s1", "default-")}
+    for draw in ("base-1800-s0", "base-1800-s1"):
+        log = json.loads((folder / draw / "pretrain_log.json").read_text())
+        assert log["config"]["steps"] == 1800 and f"{log['heldout_loss'][-1]:.3f}" == "0.587"
+    assert f"{json.loads((README.parent / 'data' / 'base-tiny' / 'pretrain_log.json').read_text())['heldout_loss'][-1]:.3f}" == "0.640"
+    assert "the held-out loss falls from 0.640 to 0.587 in both" in text
+
+    def mean(values):
+        return sum(values) / len(values)
+
+    def rate(rows, lever, key):
+        values = [100 * row["levers"][lever][key] for row in rows]
+        return f"{mean(values):.1f} % ({min(values):.1f}–{max(values):.1f})"
+
+    for label, rows in {"shipped (600 steps)": shipped, **draws}.items():
+        assert all(row["answers"] == 4 and row["threads"] == 1 and not row["quick"] for row in rows)
+        default = [row["levers"]["default"] for row in rows]
+        cells = (f"| {label} | {mean([row['gold']['base'] for row in rows]):.2f} | "
+                 f"{mean([row['gold']['sft'] for row in rows]):.2f} | {rate(rows, 'default', 'vs_base')} | "
+                 f"{100 * mean([d['vs_sft'] for d in default]):.1f} % | {mean([d['gold'] for d in default]):.2f} | "
+                 f"{mean([d['kl'] for d in default]):.2f} | {100 * mean([d['rm_heldout_accuracy'] for d in default]):.1f} % | "
+                 f"{rate(rows, 'perfect_reward', 'vs_base')} |")
+        assert cells in text, cells
+    # the shipped model's runs again with the script that counts false facts: the same numbers, to the bit
+    again = runs(folder / "shipped", "default-", range(2))
+    measured = ("vs_base", "vs_sft", "gold", "kl", "rm_heldout_accuracy")  # not the seconds, nor eval (not judged)
+    for rerun, first in zip(again, shipped):
+        assert rerun["gold"] == first["gold"] and all(rerun["levers"][lever][key] == first["levers"][lever][key]
+                                                      for lever in first["levers"] for key in measured)
+
+    def false_facts(rows, who):
+        return 100 * mean([row["false_fact_rate"][who] if who in row["false_fact_rate"]
+                           else row["levers"][who]["false_fact_rate"] for row in rows])
+
+    longer = [rows[:2] for rows in draws.values()]
+    assert f"{false_facts(again, 'base'):.0f} %" == "35 %" and f"{false_facts(again, 'default'):.0f} %" == "18 %"
+    assert [f"{false_facts(rows, 'base'):.0f}" for rows in longer] == ["17", "17"]
+    assert sorted(round(false_facts(rows, "default")) for rows in longer) == [7, 8]
+    assert ("the base model states a false fact in 17 % of its answers instead of 35 % (seeds 0 and 1), PPO in 7–8 % "
+            "instead of 18 %") in text
+    changes = []
+    for rows in draws.values():
+        paired = [100 * (row["levers"]["default"]["vs_base"] - first["levers"]["default"]["vs_base"])
+                  for row, first in zip(rows, shipped)]
+        over_sft = [100 * (row["levers"]["default"]["vs_sft"] - first["levers"]["default"]["vs_sft"])
+                    for row, first in zip(rows, shipped)]
+        changes.append((mean(paired), min(paired), max(paired), mean(over_sft)))
+    (a, a_low, a_high, a_sft), (b, b_low, b_high, b_sft) = changes
+    assert (f"only +{a:.1f} and +{b:.1f} points (paired, seed by seed, {a_low:.1f} to +{a_high:.1f} and {b_low:.1f} "
+            f"to +{b_high:.1f}), and its win over SFT falls by {-a_sft:.1f} and {-b_sft:.1f}").replace("-", "−") in text
+    gold = [mean([row["levers"]["default"]["gold"] for row in rows]) for rows in (*draws.values(), shipped)]
+    assert (f"(PPO's gold {gold[0]:.2f} and {gold[1]:.2f} on two draws of it, against {gold[2]:.2f}; its false facts "
+            f"more than halved) but the base model too: PPO's win over it moved by +{a:.1f} and +{b:.1f} points, over SFT by "
+            f"{a_sft:.1f} and {b_sft:.1f}.").replace("-", "−") in " ".join(README.read_text(encoding="utf-8").split())
+    at_85 = [sum(100 * row["levers"]["perfect_reward"]["vs_base"] >= 85 for row in rows) for rows in draws.values()]
+    assert at_85 == [3, 5] and "(on all five seeds of draw 1, three of five of draw 0)" in text

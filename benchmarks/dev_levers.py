@@ -44,6 +44,7 @@ LEVERS = {
     "default": ({}, {}),
     "rm_batch16": ({"batch_size": 16, "lr": 3e-4 * math.sqrt(2)}, {}),  # half the steps, lr scaled by √(batch ratio)
     "ppo_minibatch32": ({}, {"minibatch_size": 32}),                    # half the gradient steps per epoch
+    "rm_epochs4": ({"epochs": 4}, {}),                                  # the reward model trained twice as long
     "perfect_reward": ({}, {}),  # not a setting: PPO against the labeler itself, the pipeline's ceiling run
 }
 PERFECT_REWARD = "perfect_reward"  # its reward is LabelerReward; its critic still starts from the reward model's body
@@ -96,7 +97,8 @@ def run(seed: int, levers: list[str], answers: int, quick: bool = False, also_ev
     reward_models, results = {}, {}
     for lever in levers:
         rm_change, ppo_change = LEVERS[lever]
-        rm_config = dataclasses.replace(RewardConfig(seed=seed), **(QUICK["rm"] if quick else {}), **rm_change)
+        # a lever's own change wins over --quick's (a smoke run of rm_epochs4 still trains 4 epochs)
+        rm_config = dataclasses.replace(RewardConfig(seed=seed), **{**(QUICK["rm"] if quick else {}), **rm_change})
         key = json.dumps(rm_change, sort_keys=True)
         rm_seconds = 0.0
         if key not in reward_models:
@@ -105,7 +107,7 @@ def run(seed: int, levers: list[str], answers: int, quick: bool = False, also_ev
                                                     progress=False, prompts=rm_prompts)
             rm_seconds = stopwatch.lap()
         reward_model, rm_log, _ = reward_models[key]
-        ppo_config = dataclasses.replace(PPOConfig(seed=seed), **(QUICK["ppo"] if quick else {}), **ppo_change)
+        ppo_config = dataclasses.replace(PPOConfig(seed=seed), **{**(QUICK["ppo"] if quick else {}), **ppo_change})
         reward = LabelerReward(tokenizer) if lever == PERFECT_REWARD else reward_model
         trainer, _ = train_ppo_run(sft, tokenizer, reward, reward_model, ppo_config,
                                    SimulatedLabeler(seed=derive_seed(seed, "ppo_labeler")), progress=False)

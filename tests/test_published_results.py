@@ -274,6 +274,31 @@ def test_the_longer_pretraining_record_is_its_runs():
     gold = [mean([row["levers"]["default"]["gold"] for row in rows]) for rows in (*draws.values(), shipped)]
     assert (f"(PPO's gold {gold[0]:.2f} and {gold[1]:.2f} on two draws of it, against {gold[2]:.2f}; its false facts "
             f"more than halved) but the base model too: PPO's win over it moved by +{a:.1f} and +{b:.1f} points, over SFT by "
-            f"{a_sft:.1f} and {b_sft:.1f}.").replace("-", "−") in " ".join(README.read_text(encoding="utf-8").split())
+            f"{a_sft:.1f} and {b_sft:.1f}; with its reward model").replace("-", "−") in " ".join(README.read_text(encoding="utf-8").split())
     at_85 = [sum(100 * row["levers"]["perfect_reward"]["vs_base"] >= 85 for row in rows) for rows in draws.values()]
     assert at_85 == [3, 5] and "(on all five seeds of draw 1, three of five of draw 0)" in text
+    # the reward model trained 4 epochs on each base model: its PPO run against the same seed's 2-epoch default
+    longer_rm = {"base-1800-s0": draws["1,800 steps, draw 0"], "base-1800-s1": draws["1,800 steps, draw 1"],
+                 "shipped": shipped}
+    quoted = []
+    for name, defaults in longer_rm.items():
+        rows = [row["levers"]["rm_epochs4"] for row in runs(folder / name, "rm_epochs4-")]
+        base_defaults = [row["levers"]["default"] for row in defaults]
+        quoted.append((100 * mean([row["vs_base"] for row in rows]),
+                       100 * mean([row["vs_base"] - d["vs_base"] for row, d in zip(rows, base_defaults)]),
+                       100 * mean([row["vs_sft"] - d["vs_sft"] for row, d in zip(rows, base_defaults)]),
+                       100 * mean([row["rm_heldout_accuracy"] for row in rows]),
+                       100 * mean([d["rm_heldout_accuracy"] for d in base_defaults])))
+    (a, da, sa, acc_a, _), (b, db, sb, acc_b, _), (c, dc, sc, acc_c, acc_shipped) = quoted
+    assert (f"PPO over the base model {a:.1f} and {b:.1f} % on the two draws (+{da:.1f} and +{db:.1f} points over the "
+            f"same seeds' 2-epoch runs), over SFT +{sa:.1f} and +{sb:.1f}, at the same held-out accuracy ({acc_a:.1f} "
+            f"and {acc_b:.1f} %)") in text
+    assert (f"{c:.1f} % over the base model (+{dc:.1f}) and +{sc:.1f} over SFT (accuracy {acc_c:.1f} % against "
+            f"{acc_shipped:.1f} %)") in text
+    assert max(a, b, c) < 85
+    over_shipped = [100 * mean([row["levers"]["rm_epochs4"]["vs_base"] - first["levers"]["default"]["vs_base"]
+                                for row, first in zip(runs(folder / name, "rm_epochs4-"), shipped)])
+                    for name in ("base-1800-s0", "base-1800-s1")]
+    assert (f"with its reward model trained 4 epochs instead of 2, by +{over_shipped[0]:.1f} and +{over_shipped[1]:.1f} "
+            f"over the base model ({a:.1f} and {b:.1f} %), still short of 85 %.") in " ".join(
+                README.read_text(encoding="utf-8").split())
